@@ -1,0 +1,1 @@
+"""TradeGraph: trading bots served as one GraphQL API."""

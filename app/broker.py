@@ -1,0 +1,187 @@
+"""Publish/subscribe: Redis pub/sub in production, an in-process fan-out when embedded.
+
+Either way a process keeps one table of local subscribers per channel; Redis only carries
+messages between processes, over one connection per process shared by every subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    channel: str
+    data: str
+
+
+class Subscription:
+    """A bounded queue of messages for one subscriber; the oldest message gives way when full."""
+
+    def __init__(self, channels: tuple[str, ...], maxsize: int) -> None:
+        self.channels = channels
+        self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=maxsize)
+        self.dropped = 0
+
+    def deliver(self, message: Message) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(message)
+
+    async def get(self) -> Message:
+        return await self.queue.get()
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            yield await self.queue.get()
+
+
+class Broker(Protocol):
+    async def publish(self, channel: str, data: str) -> None: ...
+
+    def subscribe(
+        self, *channels: str, maxsize: int = 1000
+    ) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+
+    async def ping(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Fanout:
+    """The local table of subscribers by channel."""
+
+    def __init__(self) -> None:
+        self.by_channel: dict[str, set[Subscription]] = defaultdict(set)
+
+    def add(self, subscription: Subscription) -> list[str]:
+        """Register; returns the channels that had no local subscriber before."""
+        fresh = [ch for ch in subscription.channels if not self.by_channel.get(ch)]
+        for channel in subscription.channels:
+            self.by_channel[channel].add(subscription)
+        return fresh
+
+    def remove(self, subscription: Subscription) -> list[str]:
+        """Unregister; returns the channels left with no local subscriber."""
+        emptied = []
+        for channel in subscription.channels:
+            subscribers = self.by_channel.get(channel)
+            if subscribers is None:
+                continue
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self.by_channel[channel]
+                emptied.append(channel)
+        return emptied
+
+    def deliver(self, message: Message) -> int:
+        subscribers = self.by_channel.get(message.channel, ())
+        for subscription in tuple(subscribers):
+            subscription.deliver(message)
+        return len(subscribers)
+
+
+class MemoryBroker:
+    """Embedded mode: publishing hands the message straight to this process's subscribers."""
+
+    def __init__(self) -> None:
+        self._fanout = _Fanout()
+
+    async def publish(self, channel: str, data: str) -> None:
+        self._fanout.deliver(Message(channel, data))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str, maxsize: int = 1000) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channels, maxsize)
+        self._fanout.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._fanout.remove(subscription)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        self._fanout.by_channel.clear()
+
+
+class RedisBroker:
+    """Production: one pub/sub connection per process, read by one task that fans out locally."""
+
+    def __init__(self, url: str, *, reconnect_delay: float = 0.5) -> None:
+        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._fanout = _Fanout()
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._reconnect_delay = reconnect_delay
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    async def publish(self, channel: str, data: str) -> None:
+        await self._redis.publish(channel, data)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str, maxsize: int = 1000) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channels, maxsize)
+        async with self._lock:
+            fresh = self._fanout.add(subscription)
+            if fresh:
+                await self._pubsub.subscribe(*fresh)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(), name="broker-reader")
+        try:
+            yield subscription
+        finally:
+            async with self._lock:
+                emptied = self._fanout.remove(subscription)
+                if emptied:
+                    with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                        await self._pubsub.unsubscribe(*emptied)
+
+    async def _read(self) -> None:
+        while self._fanout.by_channel:
+            try:
+                raw = await self._pubsub.get_message(timeout=1.0)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # redis-py re-subscribes every channel of the PubSub when it reconnects.
+                log.warning("broker.connection_lost", error=str(exc))
+                await asyncio.sleep(self._reconnect_delay)
+                continue
+            if raw is not None and raw.get("type") == "message":
+                self._fanout.deliver(Message(str(raw["channel"]), str(raw["data"])))
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._pubsub.aclose()
+        await self._redis.aclose()
+
+
+def make_broker(redis_url: str | None) -> Broker:
+    return MemoryBroker() if redis_url is None else RedisBroker(redis_url)

@@ -1,0 +1,103 @@
+"""Settings read from `TG_*` environment variables, validated once and cached."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The development secret is public (it is in this file); production refuses to start with it.
+DEVELOPMENT_SECRET = "development-secret-change-me-0123456789abcdef"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/tradegraph.db"
+
+
+class ConfigurationError(Exception):
+    """The configuration is unsafe or inconsistent; the message fits on one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TG_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    debug: bool = False
+    database_url: str = DEFAULT_DATABASE_URL
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_json: bool | None = None
+    graphiql: bool = True
+    max_query_depth: int = Field(default=12, ge=1)
+    max_query_tokens: int = Field(default=2000, ge=10)
+    max_query_aliases: int = Field(default=30, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    login_rate_limit: str = "10/minute"
+    mutation_rate_limit: str = "300/minute"
+    refresh_token_cleanup_cron: str = "17 3 * * *"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if self.secret_key.get_secret_value() == DEVELOPMENT_SECRET:
+            raise ValueError("TG_SECRET_KEY must be set to a secret of your own in production")
+        if len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("TG_SECRET_KEY must be at least 32 characters in production")
+        if self.debug:
+            raise ValueError("TG_DEBUG must be off in production")
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        """No Redis: pub/sub, jobs and rate limits live in this process."""
+        return self.redis_url is None
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_json if self.log_json is not None else self.environment == "production"
+
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix):
+            return Path(self.database_url.removeprefix(prefix))
+        return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a validation failure into one readable line."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        prefix = f"TG_{where.upper()}: " if where else ""
+        raise ConfigurationError(f"{prefix}{message}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,55 @@
+"""The long-lived resources of one process, opened once and shared by requests and jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.broker import Broker, make_broker
+from app.config import Settings
+from app.db import make_engine, make_session_factory
+from app.jobs import JobQueue
+from app.ratelimit import RateLimiter, make_rate_limiter
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    broker: Broker
+    limiter: RateLimiter
+    # Set by the composition root: ARQ in production, the in-process runner when embedded.
+    queue: JobQueue | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def job_context(self) -> dict[str, Any]:
+        """What a job function finds in its `ctx`, under ARQ and in-process alike."""
+        return {
+            "settings": self.settings,
+            "session_factory": self.session_factory,
+            "broker": self.broker,
+            "queue": self.queue,
+        }
+
+    async def aclose(self) -> None:
+        if self.queue is not None:
+            await self.queue.aclose()
+        await self.broker.aclose()
+        await self.engine.dispose()
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    sqlite_path = settings.sqlite_path()
+    if sqlite_path is not None:
+        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        broker=make_broker(settings.redis_url),
+        limiter=make_rate_limiter(settings.redis_url),
+    )

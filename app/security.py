@@ -1,0 +1,85 @@
+"""Password hashing, JWT access tokens and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.config import Settings
+from app.db import utcnow
+from app.errors import Unauthenticated
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so a miss costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("tradegraph-timing-equaliser")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    # The token carries 256 random bits, so a fast hash is enough: only its digest is stored.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: int
+    role: str
+    session_id: str
+    expires_at: datetime
+
+
+def create_access_token(
+    settings: Settings, *, user_id: int, role: str, session_id: str, now: datetime | None = None
+) -> str:
+    issued = now or utcnow()
+    claims = {
+        "sub": str(user_id),
+        "role": role,
+        "sid": session_id,
+        "iat": issued,
+        "exp": issued + timedelta(minutes=settings.access_token_minutes),
+        "typ": "access",
+    }
+    return jwt.encode(claims, settings.secret_key.get_secret_value(), settings.jwt_algorithm)
+
+
+def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.secret_key.get_secret_value(),
+            algorithms=[settings.jwt_algorithm],
+            options={"require": ["sub", "exp", "iat", "sid"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("access token expired") from None
+    except jwt.PyJWTError:
+        raise Unauthenticated("invalid access token") from None
+    if claims.get("typ") != "access" or not str(claims["sub"]).isdigit():
+        raise Unauthenticated("invalid access token")
+    return AccessClaims(
+        user_id=int(claims["sub"]),
+        role=str(claims.get("role", "user")),
+        session_id=str(claims["sid"]),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo),
+    )

@@ -1,0 +1,72 @@
+"""The one schema: every domain's root fields, and the operation-level extensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.types import ExecutionContext, ExecutionResult
+
+from app.config import Settings
+from resolvers.user import UserMutation, UserQuery, UserSubscription
+from schema.errors import ErrorFormatter, format_errors
+from schema.extensions import Metrics, MutationRateLimit
+
+
+@strawberry.type
+class Query(UserQuery):
+    pass
+
+
+@strawberry.type
+class Mutation(UserMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(UserSubscription):
+    pass
+
+
+class TradeGraphSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # ErrorFormatter logs the unexpected errors once, with the request id; expected ones
+        # (bad input, missing sign-in) are answers, not incidents.
+        return None
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        result = await super().execute(*args, **kwargs)
+        if result.errors:
+            # Errors that escaped ErrorFormatter were raised before the operation hooks ran
+            # (the parser cache parses in its own hook): a document that did not parse.
+            context = kwargs.get("context_value", args[3] if len(args) > 3 else None)
+            result.errors = format_errors(
+                result.errors, parsed=False, request_id=getattr(context, "request_id", None)
+            )
+        return result
+
+
+def build_schema(settings: Settings) -> TradeGraphSchema:
+    extensions: list[Any] = [
+        ErrorFormatter,
+        Metrics,
+        MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        ParserCache(maxsize=1024),
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+        ValidationCache(maxsize=1024),
+        MutationRateLimit,
+    ]
+    return TradeGraphSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )

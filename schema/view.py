@@ -1,0 +1,103 @@
+"""The GraphQL endpoint: HTTP (GraphQL over HTTP), WebSocket and the GraphiQL page."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.base import BaseSchema
+from strawberry.types import ExecutionResult
+
+from app import observability
+from app.runtime import Runtime
+from schema.context import Context, bearer_token
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+# Errors raised before execution starts: the spec calls them request errors (no `data` key).
+REQUEST_ERROR_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"})
+STATIC = Path(__file__).resolve().parent.parent / "app" / "static"
+
+
+class _SubResponse(Response):
+    wants_graphql_response = False
+
+
+class GraphQLView(GraphQL[Context, None]):
+    def __init__(self, schema: BaseSchema, runtime: Runtime) -> None:
+        settings = runtime.settings
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.graphiql else None,
+            allowed_origins=settings.cors_origins,
+        )
+        self.runtime = runtime
+
+    async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
+        client = request.client
+        context = Context(
+            runtime=self.runtime,
+            request_id=request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
+            client_address=client.host if client else "unknown",
+        )
+        if request.scope["type"] == "http":
+            await context.authenticate(bearer_token(request.headers.get("authorization")))
+        return context
+
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
+        params = context.connection_params or {}
+        token = bearer_token(params.get("Authorization") or params.get("authorization"))
+        await context.authenticate(token)
+        if context.user is None:
+            raise ConnectionRejectionError({"message": "a valid access token is required"})
+        return None
+
+    async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
+        if request.scope["type"] != "websocket":
+            return await super().run(request)
+        observability.WEBSOCKET_CONNECTIONS.inc()
+        try:
+            return await super().run(request)
+        finally:
+            observability.WEBSOCKET_CONNECTIONS.dec()
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = _SubResponse()
+        sub_response.status_code = None  # type: ignore[assignment]
+        del sub_response.headers["content-length"]
+        sub_response.wants_graphql_response = GRAPHQL_RESPONSE in request.headers.get("accept", "")
+        return sub_response
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        codes = {(e.extensions or {}).get("code") for e in result.errors or ()}
+        if result.data is None and codes and codes <= REQUEST_ERROR_CODES:
+            response.pop("data", None)
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if isinstance(sub_response, _SubResponse) and sub_response.wants_graphql_response:
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+            if isinstance(response_data, dict) and "data" not in response_data:
+                response.status_code = 400
+        return response
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        page = STATIC / "graphiql.html"
+        if (STATIC / "vendor" / "graphiql.min.js").exists():
+            return HTMLResponse(page.read_text())
+        # The offline assets come from `make static` (npm); without them, Strawberry's page.
+        return await super().render_graphql_ide(request)

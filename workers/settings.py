@@ -1,0 +1,70 @@
+"""What a worker runs: the job functions and the cron table, for ARQ and the in-process runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.cron import CronJob, cron
+from croniter import croniter
+
+from app.config import Settings, get_settings
+from app.runtime import Runtime, open_runtime
+from workers.queue import ArqQueue
+from workers.inprocess import CronEntry, JobFunction
+from workers.user import cleanup_refresh_tokens
+
+FUNCTIONS: list[JobFunction] = [cleanup_refresh_tokens]
+
+
+def cron_table(settings: Settings) -> list[CronEntry]:
+    return [CronEntry(cleanup_refresh_tokens, settings.refresh_token_cleanup_cron)]
+
+
+def to_arq_cron(entry: CronEntry) -> CronJob:
+    """Translate a five-field cron expression into ARQ's sets of allowed values."""
+    fields, _ = croniter.expand(entry.expression)
+    minute, hour, day, month, weekday = (
+        None if values == ["*"] else {int(v) for v in values} for values in fields
+    )
+    # cron counts weekdays from Sunday (0 or 7), ARQ from Monday (0), like datetime.weekday().
+    arq_weekday = None if weekday is None else {(d - 1) % 7 for d in weekday}
+    return cron(
+        entry.function,
+        name=entry.name,
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        weekday=arq_weekday,
+    )
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    runtime = open_runtime(ctx["tg_settings"])
+    # Jobs that queue further jobs share the worker's own ARQ connection.
+    runtime.queue = ArqQueue(ctx["redis"], owns_pool=False)
+    ctx["runtime"] = runtime
+    ctx.update(runtime.job_context())
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    runtime: Runtime = ctx["runtime"]
+    await runtime.aclose()
+
+
+def worker_options(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for `arq.Worker`; tests add `burst=True, poll_delay=0`."""
+    settings = settings or get_settings()
+    if settings.redis_url is None:
+        raise ValueError("an ARQ worker needs TG_REDIS_URL; embedded mode runs jobs in the API")
+    return {
+        "functions": FUNCTIONS,
+        "cron_jobs": [to_arq_cron(entry) for entry in cron_table(settings)],
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "on_startup": _startup,
+        "on_shutdown": _shutdown,
+        "ctx": {"tg_settings": settings},
+        "handle_signals": True,
+        **overrides,
+    }
