@@ -136,7 +136,8 @@ class RedisBroker:
 
     @property
     def redis(self) -> aioredis.Redis:
-        return self._redis
+        client: aioredis.Redis = self._redis
+        return client
 
     async def publish(self, channel: str, data: str) -> None:
         await self._redis.publish(channel, data)
@@ -179,7 +180,7 @@ class RedisBroker:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()
 
 

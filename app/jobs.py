@@ -30,7 +30,9 @@ class JobInfo:
 
 
 class JobQueue(Protocol):
-    async def enqueue(self, function: str, *, job_id: str | None = None, **kwargs: Any) -> str | None:
+    async def enqueue(
+        self, function: str, *, job_id: str | None = None, **kwargs: Any
+    ) -> str | None:
         """Queue a job; returns its id, or None when a job with that id already exists."""
         ...
 

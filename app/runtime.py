@@ -19,6 +19,8 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
+    # Sessions that only read; on SQLite they do not take the write lock.
+    read_session_factory: async_sessionmaker[AsyncSession]
     broker: Broker
     limiter: RateLimiter
     # Set by the composition root: ARQ in production, the in-process runner when embedded.
@@ -50,6 +52,7 @@ def open_runtime(settings: Settings) -> Runtime:
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
+        read_session_factory=make_session_factory(engine, read_only=True),
         broker=make_broker(settings.redis_url),
         limiter=make_rate_limiter(settings.redis_url),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -22,6 +23,15 @@ _DUMMY_HASH = _hasher.hash("tradegraph-timing-equaliser")
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+async def hash_password_async(password: str) -> str:
+    # Argon2 is deliberately slow (tens of ms) and releases the GIL: keep it off the event loop.
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    return await asyncio.to_thread(verify_password, password_hash, password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -57,14 +58,21 @@ class TradeGraphSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> TradeGraphSchema:
+    # The limit rules are built once: the validation cache keys on the rule classes, and a
+    # limiter made per request would bring new classes, and so a miss, every time.
+    rules = (
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+    )
+    # Factories: a fresh extension per operation. The parser and validation caches behind
+    # ParserCache and ValidationCache are shared per maxsize, so they hit across requests.
     extensions: list[Any] = [
         ErrorFormatter,
         Metrics,
-        MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-        ParserCache(maxsize=1024),
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
-        ValidationCache(maxsize=1024),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: ParserCache(maxsize=1024),
+        lambda: AddValidationRules(list(rules)),
+        lambda: ValidationCache(maxsize=1024),
         MutationRateLimit,
     ]
     return TradeGraphSchema(

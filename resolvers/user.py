@@ -51,8 +51,8 @@ class UserMutation:
     @strawberry.mutation
     async def login(self, info: Info, email: str, password: str) -> AuthPayload:
         ctx = info.context
-        async with ctx.unit_of_work() as session:
-            pair = await auth.login(
+        async with ctx.read() as session:
+            user = await auth.check_credentials(
                 session,
                 ctx.settings,
                 ctx.limiter,
@@ -60,6 +60,8 @@ class UserMutation:
                 password=password,
                 address=ctx.client_address,
             )
+        async with ctx.unit_of_work() as session:
+            pair = await auth.login(session, ctx.settings, user_id=user.id)
         return AuthPayload.from_pair(pair)
 
     @strawberry.mutation(description="Spend a refresh token for a new pair; each works once.")
@@ -115,7 +117,6 @@ class UserMutation:
                 session, actor_id=info.context.user_id, user_id=parse_id(id)
             )
         return UserType.from_model(user)
-
 
 
 @strawberry.type

@@ -49,7 +49,7 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(self.runtime.session_factory)
+            self._loaders = Loaders(self.runtime.read_session_factory)
         return self._loaders
 
     @property
@@ -68,7 +68,7 @@ class Context:
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reading; nothing it does is committed."""
-        async with self.runtime.session_factory() as session:
+        async with self.runtime.read_session_factory() as session:
             yield session
 
     async def authenticate(self, token: str | None) -> None:

@@ -51,7 +51,9 @@ def format_error(error: GraphQLError, *, parsed: bool, request_id: str | None) -
             return _with_code(error, "GRAPHQL_PARSE_FAILED")
         if error.message.startswith("Variable '$"):
             return _with_code(error, "BAD_USER_INPUT")
-        return _with_code(error, "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_REQUEST")
+        return _with_code(
+            error, "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_REQUEST"
+        )
     log.error(
         "graphql.unexpected_error",
         request_id=request_id,
@@ -78,7 +80,7 @@ def format_errors(
             formatted.append(error)
             continue
         error = format_error(error, parsed=parsed, request_id=request_id)
-        observability.GRAPHQL_ERRORS.labels(code=error.extensions["code"]).inc()
+        observability.GRAPHQL_ERRORS.labels(code=(error.extensions or {})["code"]).inc()
         formatted.append(error)
     return formatted
 

@@ -39,7 +39,9 @@ class MutationRateLimit(SchemaExtension):
             context = ctx.context
             who = f"user:{context.user.id}" if context.user else f"addr:{context.client_address}"
             try:
-                await context.limiter.consume(context.settings.mutation_rate_limit, f"mutation:{who}")
+                await context.limiter.consume(
+                    context.settings.mutation_rate_limit, f"mutation:{who}"
+                )
             except DomainError as exc:
                 # Setting a result skips execution; the error formatter adds the code.
                 ctx.result = GraphQLExecutionResult(

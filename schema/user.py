@@ -8,7 +8,8 @@ from app.user.auth import TokenPair
 from app.user.models import Role as RoleModel
 from app.user.models import User
 
-Role = strawberry.enum(RoleModel, name="Role", description="What an account may do")
+strawberry.enum(RoleModel, name="Role", description="What an account may do")
+Role = RoleModel
 
 
 @strawberry.type(name="User")

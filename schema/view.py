@@ -21,7 +21,9 @@ from schema.context import Context, bearer_token
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 # Errors raised before execution starts: the spec calls them request errors (no `data` key).
-REQUEST_ERROR_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"})
+REQUEST_ERROR_CODES = frozenset(
+    {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"}
+)
 STATIC = Path(__file__).resolve().parent.parent / "app" / "static"
 
 

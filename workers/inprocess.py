@@ -54,7 +54,9 @@ class InProcessQueue:
         for entry in self._cron:
             self._spawn(self._schedule(entry), "cron")
 
-    async def enqueue(self, function: str, *, job_id: str | None = None, **kwargs: Any) -> str | None:
+    async def enqueue(
+        self, function: str, *, job_id: str | None = None, **kwargs: Any
+    ) -> str | None:
         if function not in self._functions:
             raise ValueError(f"no job function named {function!r}")
         if job_id is None:
@@ -97,7 +99,9 @@ class InProcessQueue:
             else:
                 self._finish(job_id, JobState.COMPLETE, result=result)
 
-    def _finish(self, job_id: str, state: JobState, *, result: Any = None, error: str | None = None) -> None:
+    def _finish(
+        self, job_id: str, state: JobState, *, result: Any = None, error: str | None = None
+    ) -> None:
         self._jobs[job_id] = replace(
             self._jobs[job_id], state=state, result=result, error=error, finished_at=utcnow()
         )
@@ -107,7 +111,9 @@ class InProcessQueue:
         while True:
             due: datetime = schedule.get_next(datetime)
             await asyncio.sleep(max(0.0, (due - utcnow()).total_seconds()))
-            await self.enqueue(entry.function.__name__, job_id=f"{entry.name}:{int(due.timestamp())}")
+            await self.enqueue(
+                entry.function.__name__, job_id=f"{entry.name}:{int(due.timestamp())}"
+            )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)

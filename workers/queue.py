@@ -27,7 +27,9 @@ class ArqQueue:
     async def connect(cls, redis_url: str) -> ArqQueue:
         return cls(await create_pool(RedisSettings.from_dsn(redis_url)))
 
-    async def enqueue(self, function: str, *, job_id: str | None = None, **kwargs: Any) -> str | None:
+    async def enqueue(
+        self, function: str, *, job_id: str | None = None, **kwargs: Any
+    ) -> str | None:
         job = await self.pool.enqueue_job(function, _job_id=job_id, **kwargs)
         return None if job is None else job.job_id
 

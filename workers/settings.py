@@ -10,8 +10,8 @@ from croniter import croniter
 
 from app.config import Settings, get_settings
 from app.runtime import Runtime, open_runtime
-from workers.queue import ArqQueue
 from workers.inprocess import CronEntry, JobFunction
+from workers.queue import ArqQueue
 from workers.user import cleanup_refresh_tokens
 
 FUNCTIONS: list[JobFunction] = [cleanup_refresh_tokens]
@@ -29,8 +29,9 @@ def to_arq_cron(entry: CronEntry) -> CronJob:
     )
     # cron counts weekdays from Sunday (0 or 7), ARQ from Monday (0), like datetime.weekday().
     arq_weekday = None if weekday is None else {(d - 1) % 7 for d in weekday}
+    coroutine: Any = entry.function
     return cron(
-        entry.function,
+        coroutine,
         name=entry.name,
         minute=minute,
         hour=hour,

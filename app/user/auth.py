@@ -33,7 +33,7 @@ class TokenPair:
     user: User
 
 
-async def login(
+async def check_credentials(
     session: AsyncSession,
     settings: Settings,
     limiter: RateLimiter,
@@ -41,15 +41,26 @@ async def login(
     email: str,
     password: str,
     address: str,
-) -> TokenPair:
-    """Check credentials; failures are counted per email and per client address."""
+) -> User:
+    """The active user with these credentials; failures count per email and per address.
+
+    Only reads: the slow hash comparison happens outside any write transaction.
+    """
     email_key = email.strip().lower()
     keys = (f"login:email:{email_key}", f"login:addr:{address}")
     await limiter.check(settings.login_rate_limit, *keys)
     user = await session.scalar(select(User).where(User.email == email_key))
-    valid = security.verify_password(user.password_hash if user else None, password)
+    valid = await security.verify_password_async(user.password_hash if user else None, password)
     if user is None or not valid or not user.is_active:
         await limiter.hit(settings.login_rate_limit, *keys)
+        raise Unauthenticated(WRONG_CREDENTIALS)
+    return user
+
+
+async def login(session: AsyncSession, settings: Settings, *, user_id: int) -> TokenPair:
+    """Open a new login session for a user whose credentials were just checked."""
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
         raise Unauthenticated(WRONG_CREDENTIALS)
     return await issue(session, settings, user=user, family_id=uuid.uuid4().hex)
 

@@ -58,11 +58,11 @@ async def register(
     address = normalise_email(email)
     check_password(password)
     name = check_display_name(display_name)
+    # Hash before the first statement: on SQLite the write lock is held from there to commit.
+    password_hash = await security.hash_password_async(password)
     if await session.scalar(select(User.id).where(User.email == address)) is not None:
         raise Conflict("an account with this email already exists", field="email")
-    user = User(
-        email=address, password_hash=security.hash_password(password), display_name=name, role=role
-    )
+    user = User(email=address, password_hash=password_hash, display_name=name, role=role)
     session.add(user)
     try:
         async with session.begin_nested():
@@ -98,10 +98,10 @@ async def change_password(
 ) -> User:
     """Set a new password and sign out every other login session of the user."""
     user = await get(session, user_id=user_id)
-    if not security.verify_password(user.password_hash, current_password):
+    if not await security.verify_password_async(user.password_hash, current_password):
         raise InvalidInput("current password is wrong", field="currentPassword")
     check_password(new_password, field="newPassword")
-    user.password_hash = security.hash_password(new_password)
+    user.password_hash = await security.hash_password_async(new_password)
     await auth.revoke_sessions(session, user_id=user.id, keep_family=keep_session)
     await session.flush()
     return user

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import security
-from app.errors import Conflict, InvalidInput
+from app.errors import Conflict, InvalidInput, Unauthenticated
 from app.user import auth
 from app.user import service as user_service
 from app.user.models import Role
@@ -16,7 +16,8 @@ async def test_register_normalises_email_and_hashes_password(session: AsyncSessi
     assert user.email == "alice@example.com"
     assert user.password_hash != PASSWORD
     assert security.verify_password(user.password_hash, PASSWORD)
-    assert user.role is Role.USER and user.is_active
+    assert user.role is Role.USER
+    assert user.is_active
 
 
 async def test_register_refuses_duplicate_email_in_any_case(session: AsyncSession) -> None:
@@ -68,7 +69,7 @@ async def test_change_password_checks_current_and_revokes_other_sessions(
     )
     assert security.verify_password(user.password_hash, "a brand new password")
     assert (await auth.refresh(session, settings, token=kept.refresh_token)).user.id == user.id
-    with pytest.raises(auth.Unauthenticated):
+    with pytest.raises(Unauthenticated):
         await auth.refresh(session, settings, token=other.refresh_token)
 
 
@@ -85,7 +86,8 @@ async def test_list_users_pages_with_cursors(session: AsyncSession) -> None:
     first = await user_service.list_users(session, first=2, after=None)
     second = await user_service.list_users(session, first=10, after=first.end_cursor)
     ids = [u.id for u in first.items] + [u.id for u in second.items]
-    assert first.has_next_page and not second.has_next_page
+    assert first.has_next_page
+    assert not second.has_next_page
     assert [u.id for u in created] == ids[-5:]
     with pytest.raises(InvalidInput):
         await user_service.list_users(session, first=2, after="garbage!")
@@ -96,4 +98,5 @@ async def test_create_admin_promotes_an_existing_account(session: AsyncSession) 
     admin = await user_service.create_admin(
         session, email="Carol@example.com", password=PASSWORD, display_name="Carol"
     )
-    assert admin.id == user.id and admin.role is Role.ADMIN
+    assert admin.id == user.id
+    assert admin.role is Role.ADMIN

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from app.broker import Broker, Message, RedisBroker
+
+
+async def test_subscriber_receives_only_its_channels(broker: Broker) -> None:
+    async with (
+        broker.subscribe("user:1:orders") as mine,
+        broker.subscribe("user:2:orders") as other,
+    ):
+        await broker.publish("user:1:orders", "hello")
+        received = await asyncio.wait_for(mine.get(), 5)
+        assert received == Message("user:1:orders", "hello")
+        await asyncio.sleep(0.05)
+        assert other.queue.empty()
+
+
+async def test_every_subscriber_of_a_channel_gets_each_message_in_order(broker: Broker) -> None:
+    async with broker.subscribe("ticks") as first, broker.subscribe("ticks", "other") as second:
+        for n in range(5):
+            await broker.publish("ticks", str(n))
+        for subscription in (first, second):
+            got = [(await asyncio.wait_for(subscription.get(), 5)).data for _ in range(5)]
+            assert got == ["0", "1", "2", "3", "4"]
+
+
+async def test_a_full_queue_drops_the_oldest_message(broker: Broker) -> None:
+    async with broker.subscribe("prices", maxsize=2) as slow, broker.subscribe("prices") as fast:
+        for n in range(4):
+            await broker.publish("prices", str(n))
+        for _ in range(4):
+            await asyncio.wait_for(fast.get(), 5)
+        assert slow.dropped == 2
+        assert [(await slow.get()).data for _ in range(2)] == ["2", "3"]
+
+
+async def test_messages_after_unsubscribe_are_not_delivered(broker: Broker) -> None:
+    async with broker.subscribe("a") as gone:
+        pass
+    async with broker.subscribe("a") as kept:
+        await broker.publish("a", "x")
+        assert (await asyncio.wait_for(kept.get(), 5)).data == "x"
+    assert gone.queue.empty()
+
+
+async def test_redis_broker_shares_one_connection_and_crosses_processes(redis_url: str) -> None:
+    sender, receiver = RedisBroker(redis_url), RedisBroker(redis_url)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with receiver.subscribe("c1") as one, receiver.subscribe("c2") as two:
+            await sender.publish("c1", "to-one")
+            await sender.publish("c2", "to-two")
+            assert (await asyncio.wait_for(one.get(), 5)).data == "to-one"
+            assert (await asyncio.wait_for(two.get(), 5)).data == "to-two"
+            numsub = dict(await client.pubsub_numsub("c1", "c2"))
+            # Two local subscribers, one Redis subscription each channel, on one connection.
+            assert numsub == {"c1": 1, "c2": 1}
+            clients = await client.client_list(_type="pubsub")
+            assert len(clients) == 1
+    finally:
+        await sender.aclose()
+        await receiver.aclose()
+        await client.aclose()
+
+
+async def test_redis_broker_resubscribes_after_the_connection_is_killed(redis_url: str) -> None:
+    broker = RedisBroker(redis_url, reconnect_delay=0.05)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with broker.subscribe("survives") as subscription:
+            await broker.publish("survives", "before")
+            assert (await asyncio.wait_for(subscription.get(), 5)).data == "before"
+            await client.client_kill_filter(_type="pubsub")
+            for _ in range(100):
+                if dict(await client.pubsub_numsub("survives"))["survives"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+            await broker.publish("survives", "after")
+            assert (await asyncio.wait_for(subscription.get(), 5)).data == "after"
+    finally:
+        await broker.aclose()
+        await client.aclose()
