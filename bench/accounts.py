@@ -47,7 +47,8 @@ async def measure(base_url: str, *, clients: int, seconds: float) -> list[Figure
         return answer.status_code == 200 and "errors" not in answer.json()
 
     login_body = {
-        "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+        "query": "mutation($e: String!, $p: String!) "
+        "{ login(email: $e, password: $p) { accessToken } }",
         "variables": {"e": email, "p": password},
     }
 

@@ -14,7 +14,9 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from app.config import Settings
 from resolvers.user import UserMutation, UserQuery, UserSubscription
@@ -46,6 +48,9 @@ class TradeGraphSchema(strawberry.Schema):
         return None
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        # Subscriptions run over WebSocket (schema.subscribe), never as a one-off execution.
+        allowed = kwargs.get("allowed_operation_types") or DEFAULT_ALLOWED_OPERATION_TYPES
+        kwargs["allowed_operation_types"] = set(allowed) - {OperationType.SUBSCRIPTION}
         result = await super().execute(*args, **kwargs)
         if result.errors:
             # Errors that escaped ErrorFormatter were raised before the operation hooks ran

@@ -13,19 +13,40 @@ from strawberry.types.graphql import OperationType
 from app import observability
 from app.errors import DomainError
 
+MAX_OPERATION_NAMES = 500
+_operation_names: set[str] = set()
+
+
+def operation_label(name: str | None, *, valid: bool) -> str:
+    """A bounded label: clients choose operation names, and each label is a series forever."""
+    if not valid:
+        return "invalid"
+    if name is None:
+        return "anonymous"
+    if name in _operation_names:
+        return name
+    if len(_operation_names) >= MAX_OPERATION_NAMES:
+        return "other"
+    _operation_names.add(name)
+    return name
+
 
 class Metrics(SchemaExtension):
+    executed = False
+
+    def on_execute(self) -> Iterator[None]:
+        # Execution starts only for documents that parsed and validated.
+        self.executed = True
+        yield
+
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         yield
         ctx = self.execution_context
-        name = ctx.operation_name or "anonymous"
-        try:
-            kind = ctx.operation_type.value
-        except RuntimeError:
-            kind = "invalid"
+        kind = ctx.operation_type.value if self.executed else "invalid"
         if kind == "subscription":
             return
+        name = operation_label(ctx.operation_name, valid=self.executed)
         observability.GRAPHQL_REQUESTS.labels(operation=name, type=kind).inc()
         observability.GRAPHQL_LATENCY.labels(operation=name).observe(time.perf_counter() - started)
 

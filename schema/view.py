@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -68,6 +69,14 @@ class GraphQLView(GraphQL[Context, None]):
             return await super().run(request)
         finally:
             observability.WEBSOCKET_CONNECTIONS.dec()
+
+    def parse_json(self, data: str | bytes) -> Any:
+        value = super().parse_json(data)
+        # Strawberry expects an object (or a list, refused later as batching); `null` or `5`
+        # would otherwise fail deep inside it as a 500.
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "Expected a JSON object")
+        return value
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = _SubResponse()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -19,12 +18,12 @@ async def _client(app: Starlette) -> httpx.AsyncClient:
 
 
 @pytest.fixture
-async def migrated_sqlite(tmp_path: Path) -> AsyncIterator[str]:
+async def migrated_sqlite(tmp_path: Path) -> str:
     from app.migrate import upgrade_async
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'ops.db'}"
     await upgrade_async(url)
-    yield url
+    return url
 
 
 async def _close(app: Starlette) -> None:
@@ -60,3 +59,14 @@ async def test_ready_names_what_is_down(migrated_sqlite: str) -> None:
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["redis"].startswith("error")
     await _close(app)
+
+
+def test_operation_labels_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from schema import extensions
+
+    monkeypatch.setattr(extensions, "_operation_names", set())
+    monkeypatch.setattr(extensions, "MAX_OPERATION_NAMES", 2)
+    labels = [extensions.operation_label(n, valid=True) for n in ("A", "B", "C", "A")]
+    assert labels == ["A", "B", "other", "A"]
+    assert extensions.operation_label(None, valid=True) == "anonymous"
+    assert extensions.operation_label("A", valid=False) == "invalid"

@@ -1,0 +1,225 @@
+"""Accounts against the real server: sign-in, rotating sessions, rate limits, administration."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.e2e.client import (
+    JSON,
+    LOGIN,
+    Account,
+    GraphQLClient,
+    error_code,
+    new_email,
+)
+from tests.e2e.server import Server, run_cli
+
+pytestmark = pytest.mark.e2e
+
+ADMIN_PASSWORD = "admin-password-0123456789"
+USERS = """
+query Users($first: Int!, $after: String) {
+  users(first: $first, after: $after) {
+    nodes { id email }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+SET_ROLE = """
+mutation SetRole($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id role } }
+"""
+DEACTIVATE = "mutation Deactivate($id: ID!) { deactivateUser(id: $id) { id isActive } }"
+LOGOUT = "mutation Logout($token: String!) { logout(refreshToken: $token) }"
+CHANGE_PASSWORD = """
+mutation ChangePassword($current: String!, $new: String!) {
+  changePassword(input: {currentPassword: $current, newPassword: $new}) { id }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+async def admin(server: Server) -> Account:
+    """The first admin, made with `tradegraph create-admin` as an operator would."""
+    email = new_email()
+    env = {**server.env, "TG_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    result = await run_cli("create-admin", "--email", email, env=env, cwd=server.workdir)
+    assert result.returncode == 0, result.stderr
+    assert f"{email} is an admin" in result.stdout
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        me = await GraphQLClient(http).data(LOGIN, {"email": email, "password": ADMIN_PASSWORD})
+    return Account(id=me["login"]["user"]["id"], email=email, password=ADMIN_PASSWORD)
+
+
+async def test_register_login_and_me(api: GraphQLClient) -> None:
+    email = new_email()
+    account = await api.register(email.upper(), name="Ada")
+    assert account.email == email
+
+    tokens = await api.login(account)
+    me = (await api.me(tokens.access))["data"]["me"]
+
+    assert me == {
+        "id": account.id,
+        "email": email,
+        "displayName": "Ada",
+        "role": "USER",
+        "isActive": True,
+    }
+
+
+async def test_me_needs_a_valid_token(api: GraphQLClient) -> None:
+    assert error_code(await api.execute("{ me { id } }")) == "UNAUTHENTICATED"
+    assert error_code(await api.me("not-a-jwt")) == "UNAUTHENTICATED"
+
+
+async def test_refresh_rotates_and_a_reused_token_revokes_the_session(
+    api: GraphQLClient,
+) -> None:
+    account, first = await api.signed_up()
+
+    rotated = (await api.refresh(first.refresh))["data"]["refreshToken"]
+    assert rotated["user"]["id"] == account.id
+    assert rotated["refreshToken"] != first.refresh
+    assert (await api.me(rotated["accessToken"]))["data"]["me"]["id"] == account.id
+
+    # The spent token coming back means someone holds a copy: refused, and the session ends.
+    reused = await api.refresh(first.refresh)
+    assert error_code(reused) == "UNAUTHENTICATED", reused
+    after_theft = await api.refresh(rotated["refreshToken"])
+    assert error_code(after_theft) == "UNAUTHENTICATED", after_theft
+
+
+async def test_logout_ends_only_its_own_session(api: GraphQLClient) -> None:
+    account, kept = await api.signed_up()
+    ended = await api.login(account)
+
+    assert (await api.data(LOGOUT, {"token": ended.refresh}))["logout"] is True
+    assert error_code(await api.refresh(ended.refresh)) == "UNAUTHENTICATED"
+    assert (await api.data(LOGOUT, {"token": ended.refresh}))["logout"] is False
+    assert "errors" not in await api.refresh(kept.refresh)
+
+
+async def test_wrong_password_and_unknown_email_are_indistinguishable(api: GraphQLClient) -> None:
+    account = await api.register()
+    wrong_password = await api.error(LOGIN, {"email": account.email, "password": "nope-nope-1"})
+    unknown_email = await api.error(LOGIN, {"email": new_email(), "password": account.password})
+
+    assert wrong_password["extensions"]["code"] == "UNAUTHENTICATED"
+    assert unknown_email["extensions"] == wrong_password["extensions"]
+    assert unknown_email["message"] == wrong_password["message"]
+
+
+async def test_failed_logins_for_one_email_are_rate_limited(api: GraphQLClient) -> None:
+    account = await api.register()
+    wrong = {"email": account.email, "password": "wrong-password"}
+    # Each attempt from another address: the limit follows the email, not the client.
+    for attempt in range(5):
+        error = await api.error(LOGIN, wrong, address=f"10.200.0.{attempt + 1}")
+        assert error["extensions"]["code"] == "UNAUTHENTICATED"
+
+    right = {"email": account.email, "password": account.password}
+    error = await api.error(LOGIN, right, address="10.200.0.99")
+
+    assert error["extensions"]["code"] == "RATE_LIMITED", error
+    assert 1 <= error["extensions"]["retryAfter"] <= 60
+
+
+async def test_failed_logins_from_one_address_are_rate_limited(api: GraphQLClient) -> None:
+    for _ in range(5):
+        await api.error(LOGIN, {"email": new_email(), "password": "wrong-password"})
+
+    account = await api.register()
+    error = await api.error(LOGIN, {"email": account.email, "password": account.password})
+
+    assert error["extensions"]["code"] == "RATE_LIMITED", error
+
+
+async def test_change_password_signs_out_the_other_sessions(api: GraphQLClient) -> None:
+    account, current = await api.signed_up()
+    other = await api.login(account)
+    new_password = "a-brand-new-password"
+
+    wrong = await api.error(
+        CHANGE_PASSWORD, {"current": "not-it-at-all", "new": new_password}, token=current.access
+    )
+    assert wrong["extensions"] == {"code": "BAD_USER_INPUT", "field": "currentPassword"}
+    await api.data(
+        CHANGE_PASSWORD, {"current": account.password, "new": new_password}, token=current.access
+    )
+
+    assert error_code(await api.refresh(other.refresh)) == "UNAUTHENTICATED"
+    assert "errors" not in await api.refresh(current.refresh)
+    old = await api.execute(LOGIN, {"email": account.email, "password": account.password})
+    assert error_code(old) == "UNAUTHENTICATED"
+    await api.login(account, password=new_password)
+
+
+async def test_admin_lists_users_page_by_page(api: GraphQLClient, admin: Account) -> None:
+    created = {(await api.register()).email for _ in range(3)}
+    token = (await api.login(admin)).access
+
+    first_page = (await api.data(USERS, {"first": 2}, token=token))["users"]
+    assert len(first_page["nodes"]) == 2
+    assert first_page["pageInfo"]["hasNextPage"] is True
+
+    seen: list[dict[str, str]] = list(first_page["nodes"])
+    page = first_page
+    while page["pageInfo"]["hasNextPage"]:
+        after = page["pageInfo"]["endCursor"]
+        page = (await api.data(USERS, {"first": 2, "after": after}, token=token))["users"]
+        seen.extend(page["nodes"])
+
+    ids = [int(node["id"]) for node in seen]
+    assert ids == sorted(set(ids)), "pages overlap or are out of order"
+    assert created | {admin.email} <= {node["email"] for node in seen}
+
+
+async def test_admin_sets_roles_and_the_change_applies_at_once(
+    api: GraphQLClient, admin: Account
+) -> None:
+    admin_token = (await api.login(admin)).access
+    user, tokens = await api.signed_up()
+
+    promoted = await api.data(SET_ROLE, {"id": user.id, "role": "ADMIN"}, token=admin_token)
+    assert promoted["setUserRole"] == {"id": user.id, "role": "ADMIN"}
+    assert "errors" not in await api.execute(USERS, {"first": 1}, token=tokens.access)
+
+    await api.data(SET_ROLE, {"id": user.id, "role": "USER"}, token=admin_token)
+    assert error_code(await api.execute(USERS, {"first": 1}, token=tokens.access)) == "FORBIDDEN"
+
+    own = await api.error(SET_ROLE, {"id": admin.id, "role": "USER"}, token=admin_token)
+    assert own["extensions"]["code"] == "CONFLICT"
+
+
+async def test_deactivated_user_is_refused_at_once(api: GraphQLClient, admin: Account) -> None:
+    admin_token = (await api.login(admin)).access
+    user, tokens = await api.signed_up()
+    assert "errors" not in await api.me(tokens.access)
+
+    result = await api.data(DEACTIVATE, {"id": user.id}, token=admin_token)
+    assert result["deactivateUser"] == {"id": user.id, "isActive": False}
+
+    # The access token has minutes left, yet every request re-checks the account.
+    assert error_code(await api.me(tokens.access)) == "UNAUTHENTICATED"
+    assert error_code(await api.refresh(tokens.refresh)) == "UNAUTHENTICATED"
+    login = await api.execute(LOGIN, {"email": user.email, "password": user.password})
+    assert error_code(login) == "UNAUTHENTICATED"
+
+
+async def test_only_admins_administer(api: GraphQLClient) -> None:
+    user, tokens = await api.signed_up()
+    other = await api.register()
+
+    cases: list[tuple[str, JSON]] = [
+        (USERS, {"first": 2}),
+        (SET_ROLE, {"id": other.id, "role": "ADMIN"}),
+        (DEACTIVATE, {"id": other.id}),
+    ]
+    for document, variables in cases:
+        assert error_code(await api.execute(document, variables, token=tokens.access)) == (
+            "FORBIDDEN"
+        )
+        assert error_code(await api.execute(document, variables)) == "UNAUTHENTICATED"
+    assert (await api.me(tokens.access))["data"]["me"]["role"] == "USER"
+    assert user.id != other.id
