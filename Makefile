@@ -11,7 +11,7 @@ VENDOR := app/static/vendor/graphiql.min.js
 run: install static migrate
 	$(BIN)/tradegraph serve
 
-test: install lint
+test: install static lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(STAMP)

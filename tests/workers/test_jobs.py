@@ -80,7 +80,8 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     await flush_redis()
 
 
-async def _tokens(settings: Settings, *, expired: int, live: int) -> None:
+async def seed_refresh_tokens(settings: Settings, *, expired: int, live: int) -> None:
+    """Commit one user with `expired` refresh tokens past their expiry and `live` ones not."""
     engine = make_engine(settings.database_url)
     async with make_session_factory(engine)() as session:
         user = await make_user(session)
@@ -96,7 +97,7 @@ async def _tokens(settings: Settings, *, expired: int, live: int) -> None:
     await engine.dispose()
 
 
-async def _count_tokens(settings: Settings) -> int:
+async def count_refresh_tokens(settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     async with make_session_factory(engine)() as session:
         count = await session.scalar(select(func.count()).select_from(RefreshToken))
@@ -105,7 +106,7 @@ async def _count_tokens(settings: Settings) -> int:
 
 
 async def test_cleanup_job_runs_and_reports_its_result(backend: Backend) -> None:
-    await _tokens(backend.settings, expired=3, live=2)
+    await seed_refresh_tokens(backend.settings, expired=3, live=2)
     job_id = await backend.queue.enqueue("cleanup_refresh_tokens", job_id="cleanup:test")
     assert job_id == "cleanup:test"
     assert (await backend.queue.info(job_id)).state in {JobState.QUEUED, JobState.IN_PROGRESS}
@@ -115,7 +116,7 @@ async def test_cleanup_job_runs_and_reports_its_result(backend: Backend) -> None
     assert info.result == 3
     assert info.function == "cleanup_refresh_tokens"
     assert info.finished_at is not None
-    assert await _count_tokens(backend.settings) == 2
+    assert await count_refresh_tokens(backend.settings) == 2
 
 
 async def test_a_job_id_is_queued_once(backend: Backend) -> None:
