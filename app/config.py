@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -76,12 +75,6 @@ class Settings(BaseSettings):
     @property
     def json_logs(self) -> bool:
         return self.log_json if self.log_json is not None else self.environment == "production"
-
-    def sqlite_path(self) -> Path | None:
-        prefix = "sqlite+aiosqlite:///"
-        if self.database_url.startswith(prefix):
-            return Path(self.database_url.removeprefix(prefix))
-        return None
 
 
 def load_settings(**overrides: object) -> Settings:

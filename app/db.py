@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Numeric, String, event
+from sqlalchemy import DateTime, MetaData, Numeric, String, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -78,8 +79,16 @@ class Money(TypeDecorator[Decimal]):
         return value if isinstance(value, Decimal) else Decimal(value)
 
 
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the folder a SQLite file lives in (`var/` on a fresh clone)."""
+    database = make_url(url).database
+    if url.startswith("sqlite") and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
+        ensure_sqlite_directory(url)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

@@ -8,6 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.db import ensure_sqlite_directory
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -20,6 +22,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
+    ensure_sqlite_directory(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 

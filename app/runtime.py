@@ -44,9 +44,6 @@ class Runtime:
 
 
 def open_runtime(settings: Settings) -> Runtime:
-    sqlite_path = settings.sqlite_path()
-    if sqlite_path is not None:
-        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     return Runtime(
         settings=settings,

@@ -52,3 +52,10 @@ async def test_migrations_match_models_and_go_down_again(empty_database: str) ->
             assert await connection.run_sync(_differences) == []
     finally:
         await engine.dispose()
+
+
+async def test_migrating_sqlite_creates_its_folder(tmp_path: Path) -> None:
+    # A fresh clone has no var/ folder; `make run` migrates into it.
+    database = tmp_path / "var" / "nested" / "tradegraph.db"
+    await upgrade_async(f"sqlite+aiosqlite:///{database}")
+    assert database.exists()
