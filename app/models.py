@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from app.db import Base
+from app.market.models import Candle, Symbol, Ticker
+from app.strategy.models import Strategy
 from app.user.models import RefreshToken, User
 
 metadata = Base.metadata
 
-__all__ = ["RefreshToken", "User", "metadata"]
+__all__ = ["Candle", "RefreshToken", "Strategy", "Symbol", "Ticker", "User", "metadata"]
