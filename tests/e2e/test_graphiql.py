@@ -13,8 +13,6 @@ from app.main import create_app
 from schema.view import STATIC
 from tests.conftest import test_settings
 
-pytestmark = pytest.mark.e2e
-
 ASSET = re.compile(r'(?:src|href)="([^"]+)"')
 
 
