@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 VENDOR := app/static/vendor/graphiql.min.js
 
-.PHONY: run test lint format install static migrate worker bench clean
+.PHONY: run test lint format install static migrate seed worker bench clean
 
-run: install static migrate
+run: install static migrate seed
 	$(BIN)/tradegraph serve
 
 test: install static lint
@@ -29,6 +29,10 @@ $(VENDOR): scripts/fetch-static.sh
 
 migrate: install
 	$(BIN)/tradegraph migrate
+
+# Simulated candle history, so a fresh install has something to trade (existing candles kept).
+seed: migrate
+	$(BIN)/tradegraph seed
 
 worker: install
 	$(BIN)/tradegraph worker

@@ -6,10 +6,19 @@ import asyncio
 import getpass
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from app.config import ConfigurationError, Settings, get_settings
+from app.market.models import Timeframe
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
 
 cli = typer.Typer(help="TradeGraph: trading bots served as one GraphQL API.", no_args_is_help=True)
 
@@ -76,6 +85,27 @@ def migrate() -> None:
     typer.echo("database is up to date")
 
 
+def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one unit of work against the configured database; domain errors exit 1."""
+    from app.errors import DomainError
+    from app.events import unit_of_work
+    from app.runtime import open_runtime
+
+    async def run() -> T:
+        runtime = open_runtime(settings)
+        try:
+            async with unit_of_work(runtime.session_factory, runtime.broker) as session:
+                return await work(session)
+        finally:
+            await runtime.aclose()
+
+    try:
+        return asyncio.run(run())
+    except DomainError as exc:
+        typer.echo(f"tradegraph: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
 @cli.command("create-admin")
 def create_admin(
     email: str = typer.Option(..., help="The admin's email."),
@@ -83,31 +113,64 @@ def create_admin(
 ) -> None:
     """Create the first admin, or promote an existing account (password from TG_ADMIN_PASSWORD
     or a prompt)."""
-    from app.errors import DomainError
-    from app.events import unit_of_work
-    from app.runtime import open_runtime
     from app.user import service as user_service
 
     settings = _settings()
     password = os.environ.get("TG_ADMIN_PASSWORD") or getpass.getpass("Password: ")
 
-    async def run() -> str:
-        runtime = open_runtime(settings)
-        try:
-            async with unit_of_work(runtime.session_factory, runtime.broker) as session:
-                user = await user_service.create_admin(
-                    session, email=email, password=password, display_name=display_name
-                )
-                return user.email
-        finally:
-            await runtime.aclose()
+    async def work(session: AsyncSession) -> str:
+        user = await user_service.create_admin(
+            session, email=email, password=password, display_name=display_name
+        )
+        return user.email
 
+    typer.echo(f"{_in_transaction(settings, work)} is an admin")
+
+
+@cli.command("import-candles")
+def import_candles(
+    file: Annotated[Path, typer.Argument(help="CSV: time,open,high,low,close,volume columns.")],
+    symbol: Annotated[str, typer.Option(help="The symbol, e.g. BTC-USD.")],
+    timeframe: Annotated[Timeframe, typer.Option(help="The candles' period.")],
+) -> None:
+    """Import candles from a CSV file (time as ISO 8601 or epoch seconds); all or nothing."""
+    from app.market import importer
+
+    settings = _settings()
     try:
-        address = asyncio.run(run())
-    except DomainError as exc:
-        typer.echo(f"tradegraph: {exc.message}", err=True)
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"tradegraph: cannot read {file}: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{address} is an admin")
+
+    async def work(session: AsyncSession) -> importer.Imported:
+        try:
+            return await importer.import_csv(session, symbol=symbol, timeframe=timeframe, text=text)
+        except importer.BadLines as exc:
+            for error in exc.errors:
+                typer.echo(f"{file}: {error}", err=True)
+            raise
+
+    done = _in_transaction(settings, work)
+    typer.echo(f"imported {done.count} {done.timeframe} candles into {done.symbol}")
+
+
+@cli.command()
+def seed(
+    days: int = typer.Option(7, min=1, max=366, help="Whole days of history before today."),
+) -> None:
+    """Write simulated candles for every active symbol; existing candles are kept."""
+    from app.db import utcnow
+    from app.market import simulator
+
+    settings = _settings()
+
+    async def work(session: AsyncSession) -> int:
+        return await simulator.seed_history(
+            session, days=days, end=utcnow(), seed=settings.market_seed
+        )
+
+    typer.echo(f"wrote {_in_transaction(settings, work)} candles (existing ones kept)")
 
 
 def main() -> None:

@@ -42,12 +42,25 @@ class Settings(BaseSettings):
     login_rate_limit: str = "10/minute"
     mutation_rate_limit: str = "300/minute"
     refresh_token_cleanup_cron: str = "17 3 * * *"
+    # The simulated market: one random-walk step per symbol every this many seconds (0: off).
+    market_tick_seconds: int = Field(default=5, ge=0, le=60)
+    market_seed: int = 20240101
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("market_tick_seconds")
+    @classmethod
+    def _tick_divides_a_minute(cls, value: int) -> int:
+        # The tick is a cron seconds field (*/N): only a divisor of 60 ticks at even intervals.
+        if value and 60 % value:
+            raise ValueError(
+                "must be 0 (off) or divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)"
+            )
         return value
 
     @field_validator("redis_url", mode="before")

@@ -1,11 +1,12 @@
-"""Keyset (cursor) pagination over an integer primary key, newest last."""
+"""Keyset (cursor) pagination over a unique sort key (an integer id or a time), oldest first."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select
@@ -15,6 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from app.errors import InvalidInput
 
 T = TypeVar("T")
+K = TypeVar("K")
 MAX_PAGE = 200
 
 
@@ -25,17 +27,44 @@ class Page(Generic[T]):
     end_cursor: str | None
 
 
-def encode_cursor(key: int) -> str:
-    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode()
+@dataclass(frozen=True, slots=True)
+class KeyKind(Generic[K]):
+    """How a sort key travels inside a cursor: a prefix naming the kind, and an integer."""
+
+    prefix: str
+    to_int: Callable[[K], int]
+    from_int: Callable[[int], K]
 
 
-def decode_cursor(cursor: str) -> int:
+def _identity(value: int) -> int:
+    return value
+
+
+def _from_epoch(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _to_epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+INTEGER_KEY: KeyKind[int] = KeyKind("k", _identity, _identity)
+# Whole seconds: time keys that page (candle open times) are aligned to their period.
+TIME_KEY: KeyKind[datetime] = KeyKind("t", _to_epoch, _from_epoch)
+
+
+def encode_cursor(key: int, *, prefix: str = "k") -> str:
+    return base64.urlsafe_b64encode(f"{prefix}:{key}".encode()).decode()
+
+
+def decode_cursor(cursor: str, *, prefix: str = "k") -> int:
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("malformed cursor", field="after") from None
-    prefix, _, key = text.partition(":")
-    if prefix != "k" or not key.isdigit():
+    kind, _, key = text.partition(":")
+    # A cursor of another kind (an id where a time is expected) is as malformed as garbage.
+    if kind != prefix or not key.isdigit():
         raise InvalidInput("malformed cursor", field="after")
     return int(key)
 
@@ -43,17 +72,20 @@ def decode_cursor(cursor: str) -> int:
 async def paginate(
     session: AsyncSession,
     query: Select[Any],
-    key: InstrumentedAttribute[int],
+    key: InstrumentedAttribute[Any],
     *,
     first: int,
     after: str | None,
+    kind: KeyKind[Any] = INTEGER_KEY,
+    max_first: int = MAX_PAGE,
 ) -> Page[Any]:
-    if not 1 <= first <= MAX_PAGE:
-        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field="first")
+    if not 1 <= first <= max_first:
+        raise InvalidInput(f"first must be between 1 and {max_first}", field="first")
     if after is not None:
-        query = query.where(key > decode_cursor(after))
+        query = query.where(key > kind.from_int(decode_cursor(after, prefix=kind.prefix)))
     rows = list((await session.scalars(query.order_by(key).limit(first + 1))).all())
     has_next = len(rows) > first
     items = rows[:first]
-    end = encode_cursor(getattr(items[-1], key.key)) if items else None
+    last = kind.to_int(getattr(items[-1], key.key)) if items else None
+    end = None if last is None else encode_cursor(last, prefix=kind.prefix)
     return Page(items=items, has_next_page=has_next, end_cursor=end)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -14,28 +15,32 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.config import Settings
+from resolvers.market import MarketMutation, MarketQuery, MarketSubscription
+from resolvers.strategy import StrategyMutation, StrategyQuery
 from resolvers.user import UserMutation, UserQuery, UserSubscription
 from schema.errors import ErrorFormatter, format_errors
 from schema.extensions import Metrics, MutationRateLimit
+from schema.scalars import DecimalScalar
 
 
 @strawberry.type
-class Query(UserQuery):
+class Query(UserQuery, StrategyQuery, MarketQuery):
     pass
 
 
 @strawberry.type
-class Mutation(UserMutation):
+class Mutation(UserMutation, StrategyMutation, MarketMutation):
     pass
 
 
 @strawberry.type
-class Subscription(UserSubscription):
+class Subscription(UserSubscription, MarketSubscription):
     pass
 
 
@@ -81,5 +86,9 @@ def build_schema(settings: Settings) -> TradeGraphSchema:
         MutationRateLimit,
     ]
     return TradeGraphSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
     )

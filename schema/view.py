@@ -21,10 +21,6 @@ from app.runtime import Runtime
 from schema.context import Context, bearer_token
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-# Errors raised before execution starts: the spec calls them request errors (no `data` key).
-REQUEST_ERROR_CODES = frozenset(
-    {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"}
-)
 STATIC = Path(__file__).resolve().parent.parent / "app" / "static"
 
 
@@ -89,8 +85,10 @@ class GraphQLView(GraphQL[Context, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
-        codes = {(e.extensions or {}).get("code") for e in result.errors or ()}
-        if result.data is None and codes and codes <= REQUEST_ERROR_CODES:
+        # Field errors carry the path of their field; errors without one stopped the request
+        # before execution (parse, validation, variables, rate limit): no `data` at all.
+        errors = result.errors or ()
+        if result.data is None and errors and all(e.path is None for e in errors):
             response.pop("data", None)
         return response
 

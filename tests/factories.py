@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.market import service as market_service
+from app.market.bars import Bar
+from app.market.models import Symbol, Timeframe
+from app.strategy import service as strategy_service
+from app.strategy.kinds import Kind
+from app.strategy.models import Strategy
 from app.user import service as user_service
 from app.user.models import Role, User
 
@@ -28,3 +37,54 @@ async def make_user(session: AsyncSession, **overrides: Any) -> User:
 
 def error_codes(result: Any) -> list[str]:
     return [error.extensions["code"] for error in result.errors or ()]
+
+
+async def make_strategy(session: AsyncSession, *, owner: User, **overrides: Any) -> Strategy:
+    values: dict[str, Any] = {
+        "name": f"Strategy {next(_sequence)}",
+        "kind": Kind.SMA_CROSSOVER,
+        "parameters": {"fast": 5, "slow": 20},
+        **overrides,
+    }
+    return await strategy_service.create(session, owner_id=owner.id, **values)
+
+
+async def make_symbol(session: AsyncSession, **overrides: Any) -> Symbol:
+    number = next(_sequence)
+    values: dict[str, Any] = {
+        "name": f"T{number}-USD",
+        "base": f"T{number}",
+        "quote": "USD",
+        "price_tick": Decimal("0.01"),
+        "quantity_step": Decimal("0.001"),
+        "min_notional": Decimal(10),
+        **overrides,
+    }
+    symbol = Symbol(**values)
+    session.add(symbol)
+    await session.flush()
+    return symbol
+
+
+async def make_candles(
+    session: AsyncSession,
+    *,
+    symbol: Symbol,
+    start: datetime,
+    closes: Sequence[str],
+    timeframe: Timeframe = Timeframe.M1,
+) -> list[Bar]:
+    """Consecutive candles from `start`, each opening at the previous close (the first at its
+    own close), high and low one unit around the body, volume 1."""
+    bars: list[Bar] = []
+    for n, text in enumerate(closes):
+        close = Decimal(text)
+        open = bars[-1].close if bars else close
+        moment = start + n * timeframe.duration
+        bars.append(
+            Bar(moment, open, max(open, close) + 1, min(open, close) - 1, close, Decimal(1))
+        )
+    await market_service.upsert_candles(
+        session, symbol_id=symbol.id, timeframe=timeframe, rows=bars
+    )
+    return bars

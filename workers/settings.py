@@ -11,22 +11,30 @@ from croniter import croniter
 from app.config import Settings, get_settings
 from app.runtime import Runtime, open_runtime
 from workers.inprocess import CronEntry, JobFunction
+from workers.market import tick_market
 from workers.queue import ArqQueue
 from workers.user import cleanup_refresh_tokens
 
-FUNCTIONS: list[JobFunction] = [cleanup_refresh_tokens]
+FUNCTIONS: list[JobFunction] = [cleanup_refresh_tokens, tick_market]
 
 
 def cron_table(settings: Settings) -> list[CronEntry]:
-    return [CronEntry(cleanup_refresh_tokens, settings.refresh_token_cleanup_cron)]
+    entries = [CronEntry(cleanup_refresh_tokens, settings.refresh_token_cleanup_cron)]
+    if settings.market_tick_seconds:
+        # croniter's optional sixth field is the second.
+        every = f"* * * * * */{settings.market_tick_seconds}"
+        entries.append(CronEntry(tick_market, every))
+    return entries
 
 
 def to_arq_cron(entry: CronEntry) -> CronJob:
-    """Translate a five-field cron expression into ARQ's sets of allowed values."""
+    """Translate a cron expression (five fields, or six with seconds) into ARQ's sets."""
     fields, _ = croniter.expand(entry.expression)
-    minute, hour, day, month, weekday = (
+    minute, hour, day, month, weekday, *seconds = (
         None if values == ["*"] else {int(v) for v in values} for values in fields
     )
+    # Five fields mean second 0, as in cron; None lets ARQ run the job every second.
+    second = seconds[0] if seconds else {0}
     # cron counts weekdays from Sunday (0 or 7), ARQ from Monday (0), like datetime.weekday().
     arq_weekday = None if weekday is None else {(d - 1) % 7 for d in weekday}
     coroutine: Any = entry.function
@@ -38,6 +46,7 @@ def to_arq_cron(entry: CronEntry) -> CronJob:
         day=day,
         month=month,
         weekday=arq_weekday,
+        second=second,
     )
 
 

@@ -194,3 +194,17 @@ async def test_production_refuses_unsafe_settings(
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert "Traceback" not in result.stderr
+
+
+async def test_a_field_error_keeps_data_null(http: httpx.AsyncClient) -> None:
+    """Bad input found while executing is a field error: `data` stays, as null."""
+    variables = {"input": {"email": new_email(), "password": "short", "displayName": "X"}}
+    response = await http.post(
+        "/graphql",
+        json={"query": REGISTER, "variables": variables},
+        headers={"accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

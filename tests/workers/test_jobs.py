@@ -153,7 +153,8 @@ def test_cron_expressions_translate_to_arq_sets() -> None:
 
 
 def test_cron_table_schedules_the_token_cleanup() -> None:
-    entries = cron_table(test_settings(refresh_token_cleanup_cron="5 4 * * *"))
+    settings = test_settings(refresh_token_cleanup_cron="5 4 * * *", market_tick_seconds=0)
+    entries = cron_table(settings)
     assert [(e.name, e.expression) for e in entries] == [
         ("cron:cleanup_refresh_tokens", "5 4 * * *")
     ]

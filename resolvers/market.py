@@ -1,0 +1,116 @@
+"""Market data: symbols, tickers and candles for signed-in users; candle imports for admins."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from app.market import importer
+from app.market import service as market_service
+from app.market.bars import Bar
+from app.market.service import TickerView
+from schema.context import Info
+from schema.market import (
+    CandleConnection,
+    CandleType,
+    ImportCandlesInput,
+    ImportCandlesPayload,
+    SymbolType,
+    TickerType,
+    Timeframe,
+)
+from schema.permissions import IsAdmin, IsAuthenticated
+
+
+@strawberry.type
+class MarketQuery:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="Symbols, by name.")
+    async def symbols(self, info: Info, include_inactive: bool = False) -> list[SymbolType]:
+        async with info.context.read() as session:
+            found = await market_service.list_symbols(session, active_only=not include_inactive)
+        return [SymbolType.from_model(symbol) for symbol in found]
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="The symbol's last price and 24h change; null before its first price.",
+    )
+    async def ticker(self, info: Info, symbol: str) -> TickerType | None:
+        async with info.context.read() as session:
+            view = await market_service.ticker(session, symbol=symbol)
+        return None if view is None else TickerType.from_view(view)
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Candles opening in [from, to), oldest first (at most 1000 a page).",
+    )
+    async def candles(
+        self,
+        info: Info,
+        symbol: str,
+        timeframe: Timeframe,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+        first: int = 100,
+        after: str | None = None,
+    ) -> CandleConnection:
+        async with info.context.read() as session:
+            page = await market_service.candles(
+                session,
+                symbol=symbol,
+                timeframe=timeframe,
+                from_=from_,
+                to=to,
+                first=first,
+                after=after,
+            )
+        return CandleConnection.from_page(page, CandleType.from_model)
+
+
+@strawberry.type
+class MarketMutation:
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description=f"Import up to {importer.MAX_BATCH} candles, replacing those at the same "
+        "times; one bad row and nothing is imported.",
+    )
+    async def import_candles(self, info: Info, input: ImportCandlesInput) -> ImportCandlesPayload:
+        async with info.context.unit_of_work() as session:
+            imported = await importer.import_batch(
+                session,
+                symbol=input.symbol,
+                timeframe=input.timeframe,
+                rows=[row.to_bar() for row in input.rows],
+            )
+        return ImportCandlesPayload(
+            symbol=imported.symbol, timeframe=imported.timeframe, imported=imported.count
+        )
+
+
+@strawberry.type
+class MarketSubscription:
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated], description="The symbol's ticker at every price."
+    )
+    async def ticker_updates(self, info: Info, symbol: str) -> AsyncGenerator[TickerType, None]:
+        async with info.context.read() as session:
+            found = await market_service.get_symbol_by_name(session, name=symbol)
+        channel = market_service.ticker_channel(found.name)
+        async with info.context.runtime.broker.subscribe(channel) as messages:
+            async for message in messages:
+                yield TickerType.from_view(TickerView.decode(message.data))
+
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated], description="Each candle of the series as it closes."
+    )
+    async def candle_closed(
+        self, info: Info, symbol: str, timeframe: Timeframe
+    ) -> AsyncGenerator[CandleType, None]:
+        async with info.context.read() as session:
+            found = await market_service.get_symbol_by_name(session, name=symbol)
+        channel = market_service.candles_channel(found.name, timeframe)
+        async with info.context.runtime.broker.subscribe(channel) as messages:
+            async for message in messages:
+                yield CandleType.from_bar(Bar.decode(message.data))
