@@ -31,6 +31,9 @@ class Context:
     # A token was sent but is not valid: fields that need a user report this, not "missing".
     auth_error: DomainError | None = None
     connection_params: dict[str, Any] | None = None
+    # A WebSocket connection keeps one context for all its operations; a DataLoader cached on
+    # it would serve stale rows to later events, so such contexts hand out fresh loaders.
+    long_lived: bool = False
     _loaders: Loaders | None = field(default=None, repr=False)
 
     @property
@@ -48,6 +51,9 @@ class Context:
 
     @property
     def loaders(self) -> Loaders:
+        """This request's loaders; on a WebSocket, new ones each time (take them once per event)."""
+        if self.long_lived:
+            return Loaders(self.runtime.read_session_factory)
         if self._loaders is None:
             self._loaders = Loaders(self.runtime.read_session_factory)
         return self._loaders

@@ -44,6 +44,7 @@ class GraphQLView(GraphQL[Context, None]):
             runtime=self.runtime,
             request_id=request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
             client_address=client.host if client else "unknown",
+            long_lived=request.scope["type"] == "websocket",
         )
         if request.scope["type"] == "http":
             await context.authenticate(bearer_token(request.headers.get("authorization")))
