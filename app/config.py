@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -45,6 +46,10 @@ class Settings(BaseSettings):
     # The simulated market: one random-walk step per symbol every this many seconds (0: off).
     market_tick_seconds: int = Field(default=5, ge=0, le=60)
     market_seed: int = 20240101
+    # The paper exchange: starting cash, market-order slippage (basis points) and fee rate.
+    paper_starting_balance: Decimal = Field(default=Decimal(10000), gt=0)
+    paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=1000)
+    paper_fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

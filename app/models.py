@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from app.db import Base
 from app.market.models import Candle, Symbol, Ticker
+from app.order.models import Account, Order, Position, Trade
 from app.strategy.models import Strategy
 from app.user.models import RefreshToken, User
 
 metadata = Base.metadata
 
-__all__ = ["Candle", "RefreshToken", "Strategy", "Symbol", "Ticker", "User", "metadata"]
+__all__ = [
+    "Account",
+    "Candle",
+    "Order",
+    "Position",
+    "RefreshToken",
+    "Strategy",
+    "Symbol",
+    "Ticker",
+    "Trade",
+    "User",
+    "metadata",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -88,3 +88,10 @@ async def make_candles(
         session, symbol_id=symbol.id, timeframe=timeframe, rows=bars
     )
     return bars
+
+
+async def set_price(session: AsyncSession, *, symbol: Symbol, price: str) -> None:
+    """A last price for the symbol, set now (what market orders fill against)."""
+    await market_service.set_price(
+        session, symbol_id=symbol.id, price=Decimal(price), at=datetime.now(UTC)
+    )
