@@ -10,9 +10,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.market import service as market_service
 from app.market.bars import Bar
 from app.market.models import Symbol, Timeframe
+from app.order import service as order_service
+from app.order.models import Order
 from app.strategy import service as strategy_service
 from app.strategy.kinds import Kind
 from app.strategy.models import Strategy
@@ -95,3 +98,17 @@ async def set_price(session: AsyncSession, *, symbol: Symbol, price: str) -> Non
     await market_service.set_price(
         session, symbol_id=symbol.id, price=Decimal(price), at=datetime.now(UTC)
     )
+
+
+async def make_trader(session: AsyncSession, *, price: str = "100") -> tuple[User, Symbol]:
+    """A user and a fresh symbol with a last price: ready to place orders."""
+    user = await make_user(session)
+    symbol = await make_symbol(session)
+    await set_price(session, symbol=symbol, price=price)
+    return user, symbol
+
+
+async def place(session: AsyncSession, settings: Settings, user: User, **values: Any) -> Order:
+    """`place_order` for `user`: a market buy of 1 unless `values` say otherwise."""
+    arguments: dict[str, Any] = {"side": "BUY", "type": "MARKET", "quantity": Decimal(1), **values}
+    return await order_service.place_order(session, settings, owner_id=user.id, **arguments)

@@ -16,45 +16,12 @@ from app.order import exchange
 from app.order import service as order_service
 from app.order.models import OrderStatus
 from app.user.models import User
-from tests.factories import make_symbol, make_user, set_price
+from tests.factories import make_trader, place
 
 
 async def _setup(session: AsyncSession, price: str = "100") -> tuple[User, str]:
-    user = await make_user(session)
-    symbol = await make_symbol(session)
-    await set_price(session, symbol=symbol, price=price)
+    user, symbol = await make_trader(session, price=price)
     return user, symbol.name
-
-
-async def test_market_buy_then_sell_settles_cash_and_pnl_to_the_cent(
-    session: AsyncSession, settings: Settings
-) -> None:
-    user, name = await _setup(session)
-    buy = await order_service.place_order(
-        session, settings, owner_id=user.id, symbol=name, side="BUY", type="MARKET", quantity=D(10)
-    )
-    # 100 + 5 bps = 100.05 (a buy pays the slippage); fee 0.1 % of 1,000.50 = 1.0005.
-    assert buy.status is OrderStatus.FILLED
-    assert buy.average_fill_price == D("100.05")
-    assert buy.fees == D("1.0005")
-    account = await exchange.locked_account(session, settings, owner_id=user.id)
-    assert account.balance == D("8998.4995")
-    assert account.reserved == 0
-
-    await set_price(session, symbol=await _symbol(session, name), price="110")
-    sell = await order_service.place_order(
-        session, settings, owner_id=user.id, symbol=name, side="SELL", type="MARKET", quantity=D(10)
-    )
-    # 110 - 5 bps = 109.945, rounded down (against the seller) to 109.94; fee 1.0994.
-    assert sell.average_fill_price == D("109.94")
-    trades = (await order_service.list_trades(session, owner_id=user.id)).items
-    assert [t.realized_pnl for t in trades] == [D("-1.0005"), D("97.8006")]
-    portfolio = await exchange.portfolio(session, settings, owner_id=user.id)
-    assert portfolio.balance == D("10096.8001")
-    assert portfolio.realized_pnl == D("96.8001")
-    assert portfolio.pnl_today == D("96.8001")
-    assert portfolio.equity == portfolio.balance
-    assert await order_service.list_positions(session, owner_id=user.id) == []
 
 
 async def _symbol(session: AsyncSession, name: str) -> Symbol:
@@ -65,10 +32,10 @@ async def test_limit_order_rests_then_fills_at_the_better_price(
     session: AsyncSession, settings: Settings
 ) -> None:
     user, name = await _setup(session)
-    order = await order_service.place_order(
+    order = await place(
         session,
         settings,
-        owner_id=user.id,
+        user,
         symbol=name,
         side="BUY",
         type="LIMIT",
@@ -102,10 +69,10 @@ async def test_liquidity_fills_partially_then_the_rest(
 ) -> None:
     user, name = await _setup(session)
     symbol = await _symbol(session, name)
-    order = await order_service.place_order(
+    order = await place(
         session,
         settings,
-        owner_id=user.id,
+        user,
         symbol=name,
         side="BUY",
         type="LIMIT",
@@ -133,13 +100,11 @@ async def test_stop_sell_triggers_when_the_price_falls_to_it(
 ) -> None:
     user, name = await _setup(session)
     symbol = await _symbol(session, name)
-    await order_service.place_order(
-        session, settings, owner_id=user.id, symbol=name, side="BUY", type="MARKET", quantity=D(1)
-    )
-    stop = await order_service.place_order(
+    await place(session, settings, user, symbol=name, side="BUY", type="MARKET", quantity=D(1))
+    stop = await place(
         session,
         settings,
-        owner_id=user.id,
+        user,
         symbol=name,
         side="SELL",
         type="STOP",
@@ -161,10 +126,10 @@ async def test_ioc_and_fok_that_cannot_fill_expire_and_release_cash(
 ) -> None:
     user, name = await _setup(session)
     for tif in ("IOC", "FOK"):
-        order = await order_service.place_order(
+        order = await place(
             session,
             settings,
-            owner_id=user.id,
+            user,
             symbol=name,
             side="BUY",
             type="LIMIT",
@@ -177,10 +142,10 @@ async def test_ioc_and_fok_that_cannot_fill_expire_and_release_cash(
     account = await exchange.locked_account(session, settings, owner_id=user.id)
     assert account.reserved == 0
     assert account.balance == settings.paper_starting_balance
-    filled = await order_service.place_order(
+    filled = await place(
         session,
         settings,
-        owner_id=user.id,
+        user,
         symbol=name,
         side="BUY",
         type="LIMIT",

@@ -15,21 +15,14 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.market import service as market_service
 from app.order import exchange
 from app.order import service as order_service
-from app.order.models import Order, OrderStatus
+from app.order.models import OrderStatus
 from app.user.models import User
-from tests.factories import make_symbol, make_user, set_price
+from tests.factories import make_trader, make_user, place
 
 
 async def _setup(session: AsyncSession) -> tuple[User, str]:
-    user = await make_user(session)
-    symbol = await make_symbol(session)
-    await set_price(session, symbol=symbol, price="100")
+    user, symbol = await make_trader(session)
     return user, symbol.name
-
-
-async def _place(session: AsyncSession, settings: Settings, user: User, **values: Any) -> Order:
-    arguments: dict[str, Any] = {"side": "BUY", "type": "MARKET", "quantity": D(1), **values}
-    return await order_service.place_order(session, settings, owner_id=user.id, **arguments)
 
 
 @pytest.mark.parametrize(
@@ -51,7 +44,7 @@ async def test_invalid_orders_name_the_field(
 ) -> None:
     user, name = await _setup(session)
     with pytest.raises((InvalidInput, NotFound)) as caught:
-        await _place(session, settings, user, **{"symbol": name, **values})
+        await place(session, settings, user, **{"symbol": name, **values})
     assert caught.value.field == field
     assert (await order_service.list_orders(session, owner_id=user.id)).items == []
 
@@ -65,7 +58,7 @@ async def test_insufficient_funds_is_kept_as_a_rejected_order(
         await session.commit()
     with pytest.raises(order_service.OrderRejected) as caught:
         async with events.unit_of_work(session_factory, broker) as session:
-            await _place(session, settings, user, symbol=name, quantity=D(1000))
+            await place(session, settings, user, symbol=name, quantity=D(1000))
     async with session_factory() as session:
         order = await order_service.get_order(
             session, owner_id=user.id, order_id=caught.value.order_id
@@ -80,8 +73,8 @@ async def test_selling_more_than_held_counting_open_sells_is_rejected(
     session: AsyncSession, settings: Settings
 ) -> None:
     user, name = await _setup(session)
-    await _place(session, settings, user, symbol=name, quantity=D(1))
-    await _place(
+    await place(session, settings, user, symbol=name, quantity=D(1))
+    await place(
         session,
         settings,
         user,
@@ -92,7 +85,7 @@ async def test_selling_more_than_held_counting_open_sells_is_rejected(
         quantity=D("0.6"),
     )
     with pytest.raises(order_service.OrderRejected) as caught:
-        await _place(session, settings, user, symbol=name, side="SELL", quantity=D("0.5"))
+        await place(session, settings, user, symbol=name, side="SELL", quantity=D("0.5"))
     order = await order_service.get_order(session, owner_id=user.id, order_id=caught.value.order_id)
     assert order.status is OrderStatus.REJECTED
     assert order.reject_reason == "insufficient position: selling 0.5, 0.4 available"
@@ -102,18 +95,18 @@ async def test_the_same_client_order_id_places_one_order(
     session: AsyncSession, settings: Settings
 ) -> None:
     user, name = await _setup(session)
-    first = await _place(session, settings, user, symbol=name, client_order_id="abc")
-    again = await _place(session, settings, user, symbol=name, client_order_id="abc")
+    first = await place(session, settings, user, symbol=name, client_order_id="abc")
+    again = await place(session, settings, user, symbol=name, client_order_id="abc")
     assert again.id == first.id
     assert len((await order_service.list_orders(session, owner_id=user.id)).items) == 1
     other = await make_user(session)
-    theirs = await _place(session, settings, other, symbol=name, client_order_id="abc")
+    theirs = await place(session, settings, other, symbol=name, client_order_id="abc")
     assert theirs.id != first.id
 
 
 async def test_cancel_releases_the_reserved_cash(session: AsyncSession, settings: Settings) -> None:
     user, name = await _setup(session)
-    order = await _place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
+    order = await place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
     account = await exchange.locked_account(session, settings, owner_id=user.id)
     assert account.reserved == D("90.09")
     await order_service.cancel_order(session, settings, owner_id=user.id, order_id=order.id)
@@ -126,7 +119,7 @@ async def test_cancel_releases_the_reserved_cash(session: AsyncSession, settings
 
 async def test_another_users_order_is_not_found(session: AsyncSession, settings: Settings) -> None:
     user, name = await _setup(session)
-    order = await _place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
+    order = await place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
     stranger = await make_user(session)
     with pytest.raises(NotFound):
         await order_service.get_order(session, owner_id=stranger.id, order_id=order.id)
@@ -139,8 +132,8 @@ async def test_another_users_order_is_not_found(session: AsyncSession, settings:
 
 async def test_list_orders_filters_and_pages(session: AsyncSession, settings: Settings) -> None:
     user, name = await _setup(session)
-    market = await _place(session, settings, user, symbol=name)
-    resting = await _place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
+    market = await place(session, settings, user, symbol=name)
+    resting = await place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
     page = await order_service.list_orders(session, owner_id=user.id, first=1)
     assert [o.id for o in page.items] == [market.id]
     rest = await order_service.list_orders(session, owner_id=user.id, after=page.end_cursor)
@@ -153,8 +146,8 @@ async def test_reset_account_cancels_orders_and_clears_positions(
     session: AsyncSession, settings: Settings
 ) -> None:
     user, name = await _setup(session)
-    await _place(session, settings, user, symbol=name)
-    resting = await _place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
+    await place(session, settings, user, symbol=name)
+    resting = await place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
     account = await exchange.reset_account(session, settings, owner_id=user.id)
     assert resting.status is OrderStatus.CANCELED
     assert account.balance == settings.paper_starting_balance
@@ -167,7 +160,7 @@ async def test_a_fill_records_order_trade_and_position_events(
     session: AsyncSession, settings: Settings
 ) -> None:
     user, name = await _setup(session)
-    order = await _place(session, settings, user, symbol=name)
+    order = await place(session, settings, user, symbol=name)
     mine = [e for e in events.pending(session) if e.channel.startswith(f"user:{user.id}:")]
     kinds = {(e.channel, e.kind) for e in mine}
     assert kinds == {
@@ -183,7 +176,7 @@ async def test_a_stop_buy_triggered_beyond_the_cash_is_rejected(
 ) -> None:
     user, name = await _setup(session)
     # 98 x 101.06 (stop plus 5 bps) and its fee is 9,913.78: reserved; at 110 it costs 10,796.
-    stop = await _place(
+    stop = await place(
         session, settings, user, symbol=name, type="STOP", stop_price=D(101), quantity=D(98)
     )
     symbol = await market_service.get_symbol_by_name(session, name=name)
