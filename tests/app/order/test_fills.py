@@ -16,12 +16,43 @@ from app.order import exchange
 from app.order import service as order_service
 from app.order.models import OrderStatus
 from app.user.models import User
-from tests.factories import make_trader, place
+from tests.factories import make_trader, place, set_price
 
 
 async def _setup(session: AsyncSession, price: str = "100") -> tuple[User, str]:
     user, symbol = await make_trader(session, price=price)
     return user, symbol.name
+
+
+async def test_market_buy_then_sell_settles_cash_and_pnl_to_the_cent(
+    session: AsyncSession, settings: Settings
+) -> None:
+    user, name = await _setup(session)
+    buy = await place(
+        session, settings, user, symbol=name, side="BUY", type="MARKET", quantity=D(10)
+    )
+    # 100 + 5 bps = 100.05 (a buy pays the slippage); fee 0.1 % of 1,000.50 = 1.0005.
+    assert buy.status is OrderStatus.FILLED
+    assert buy.average_fill_price == D("100.05")
+    assert buy.fees == D("1.0005")
+    account = await exchange.locked_account(session, settings, owner_id=user.id)
+    assert account.balance == D("8998.4995")
+    assert account.reserved == 0
+
+    await set_price(session, symbol=await _symbol(session, name), price="110")
+    sell = await place(
+        session, settings, user, symbol=name, side="SELL", type="MARKET", quantity=D(10)
+    )
+    # 110 - 5 bps = 109.945, rounded down (against the seller) to 109.94; fee 1.0994.
+    assert sell.average_fill_price == D("109.94")
+    trades = (await order_service.list_trades(session, owner_id=user.id)).items
+    assert [t.realized_pnl for t in trades] == [D("-1.0005"), D("97.8006")]
+    portfolio = await exchange.portfolio(session, settings, owner_id=user.id)
+    assert portfolio.balance == D("10096.8001")
+    assert portfolio.realized_pnl == D("96.8001")
+    assert portfolio.pnl_today == D("96.8001")
+    assert portfolio.equity == portfolio.balance
+    assert await order_service.list_positions(session, owner_id=user.id) == []
 
 
 async def _symbol(session: AsyncSession, name: str) -> Symbol:
