@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Numeric, String, event, make_url
+from sqlalchemy import DateTime, Enum, MetaData, Numeric, String, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -125,3 +126,16 @@ def make_session_factory(
 ) -> async_sessionmaker[AsyncSession]:
     bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+def string_enum(kind: type[enum.StrEnum], name: str, *, length: int = 16) -> Enum:
+    """An enum stored as its value in a plain string column (no database enum type): adding a
+    member needs no migration of a type, and SQLite and PostgreSQL store it alike."""
+    return Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     """An expected failure a client can act on; `code` becomes `extensions.code`."""
@@ -15,6 +17,10 @@ class DomainError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+    def details(self) -> dict[str, Any]:
+        """Facts beyond the message that a client acts on; they join `extensions`."""
+        return {}
 
 
 class InvalidInput(DomainError):
@@ -43,6 +49,9 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {} if self.retry_after is None else {"retryAfter": self.retry_after}
 
 
 class RiskRejected(DomainError):

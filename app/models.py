@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.bot.models import Bot
 from app.db import Base
 from app.market.models import Candle, Symbol, Ticker
 from app.order.models import Account, Order, Position, Trade
@@ -12,6 +13,7 @@ metadata = Base.metadata
 
 __all__ = [
     "Account",
+    "Bot",
     "Candle",
     "Order",
     "Position",

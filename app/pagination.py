@@ -1,4 +1,4 @@
-"""Keyset (cursor) pagination over a unique sort key (an integer id or a time), oldest first."""
+"""Keyset (cursor) pagination over a unique sort key (an integer id or a time)."""
 
 from __future__ import annotations
 
@@ -78,12 +78,16 @@ async def paginate(
     after: str | None,
     kind: KeyKind[Any] = INTEGER_KEY,
     max_first: int = MAX_PAGE,
+    newest_first: bool = False,
 ) -> Page[Any]:
+    """`first` rows after the cursor, by `key` ascending (descending when `newest_first`)."""
     if not 1 <= first <= max_first:
         raise InvalidInput(f"first must be between 1 and {max_first}", field="first")
     if after is not None:
-        query = query.where(key > kind.from_int(decode_cursor(after, prefix=kind.prefix)))
-    rows = list((await session.scalars(query.order_by(key).limit(first + 1))).all())
+        cursor = kind.from_int(decode_cursor(after, prefix=kind.prefix))
+        query = query.where(key < cursor if newest_first else key > cursor)
+    order = key.desc() if newest_first else key
+    rows = list((await session.scalars(query.order_by(order).limit(first + 1))).all())
     has_next = len(rows) > first
     items = rows[:first]
     last = kind.to_int(getattr(items[-1], key.key)) if items else None

@@ -21,7 +21,9 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.config import Settings
+from resolvers.bot import BotMutation, BotQuery
 from resolvers.market import MarketMutation, MarketQuery, MarketSubscription
+from resolvers.order import OrderMutation, OrderQuery
 from resolvers.strategy import StrategyMutation, StrategyQuery
 from resolvers.user import UserMutation, UserQuery, UserSubscription
 from schema.errors import ErrorFormatter, format_errors
@@ -30,12 +32,12 @@ from schema.scalars import DecimalScalar
 
 
 @strawberry.type
-class Query(UserQuery, StrategyQuery, MarketQuery):
+class Query(UserQuery, StrategyQuery, MarketQuery, BotQuery, OrderQuery):
     pass
 
 
 @strawberry.type
-class Mutation(UserMutation, StrategyMutation, MarketMutation):
+class Mutation(UserMutation, StrategyMutation, MarketMutation, BotMutation, OrderMutation):
     pass
 
 

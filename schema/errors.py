@@ -27,9 +27,7 @@ def _domain_error(error: GraphQLError, exc: DomainError) -> GraphQLError:
     extensions: dict[str, Any] = {"code": exc.code}
     if exc.field:
         extensions["field"] = _field_name(exc.field)
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        extensions["retryAfter"] = retry_after
+    extensions.update(exc.details())
     return GraphQLError(
         exc.message, error.nodes, error.source, error.positions, error.path, None, extensions
     )

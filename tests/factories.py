@@ -9,7 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import ExecutionResult
 
+from app.bot import service as bot_service
+from app.bot.models import Bot
 from app.config import Settings
 from app.market import service as market_service
 from app.market.bars import Bar
@@ -40,6 +43,21 @@ async def make_user(session: AsyncSession, **overrides: Any) -> User:
 
 def error_codes(result: Any) -> list[str]:
     return [error.extensions["code"] for error in result.errors or ()]
+
+
+def data(result: ExecutionResult) -> dict[str, Any]:
+    """The result's data, asserting there was no error."""
+    assert result.errors is None, result.errors
+    assert result.data is not None
+    return result.data
+
+
+def error_field(result: ExecutionResult) -> str | None:
+    """The `field` of the first error's extensions."""
+    assert result.errors is not None
+    assert result.errors[0].extensions is not None
+    field: str | None = result.errors[0].extensions.get("field")
+    return field
 
 
 async def make_strategy(session: AsyncSession, *, owner: User, **overrides: Any) -> Strategy:
@@ -112,3 +130,26 @@ async def place(session: AsyncSession, settings: Settings, user: User, **values:
     """`place_order` for `user`: a market buy of 1 unless `values` say otherwise."""
     arguments: dict[str, Any] = {"side": "BUY", "type": "MARKET", "quantity": Decimal(1), **values}
     return await order_service.place_order(session, settings, owner_id=user.id, **arguments)
+
+
+async def make_bot(
+    session: AsyncSession,
+    *,
+    owner: User,
+    strategy: Strategy | None = None,
+    symbol: Symbol | None = None,
+    **overrides: Any,
+) -> Bot:
+    """A CREATED paper bot on 1m candles with 1,000 of capital; a new strategy (SMA 5/20) and
+    a new symbol unless given."""
+    strategy = strategy or await make_strategy(session, owner=owner)
+    symbol = symbol or await make_symbol(session)
+    values: dict[str, Any] = {
+        "name": f"Bot {next(_sequence)}",
+        "strategy_id": strategy.id,
+        "symbol": symbol.name,
+        "timeframe": Timeframe.M1,
+        "allocated_capital": Decimal(1000),
+        **overrides,
+    }
+    return await bot_service.create(session, owner_id=owner.id, **values)

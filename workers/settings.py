@@ -10,12 +10,13 @@ from croniter import croniter
 
 from app.config import Settings, get_settings
 from app.runtime import Runtime, open_runtime
+from workers.bot import run_bot_tick
 from workers.inprocess import CronEntry, JobFunction
 from workers.market import tick_market
 from workers.queue import ArqQueue
 from workers.user import cleanup_refresh_tokens
 
-FUNCTIONS: list[JobFunction] = [cleanup_refresh_tokens, tick_market]
+FUNCTIONS: list[JobFunction] = [cleanup_refresh_tokens, tick_market, run_bot_tick]
 
 
 def cron_table(settings: Settings) -> list[CronEntry]:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, Money, UTCDateTime, utcnow
+from app.db import Base, Money, UTCDateTime, string_enum, utcnow
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT for big tables.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -43,14 +43,7 @@ _DURATIONS = {
 
 
 def timeframe_column() -> Enum:
-    return Enum(
-        Timeframe,
-        name="timeframe",
-        native_enum=False,
-        length=8,
-        validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )
+    return string_enum(Timeframe, "timeframe", length=8)
 
 
 class Symbol(Base):

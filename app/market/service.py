@@ -127,6 +127,20 @@ async def last_price(session: AsyncSession, *, symbol_id: int) -> tuple[Decimal,
     return None if row is None else (row.close, row.open_time + Timeframe.M1.duration)
 
 
+async def last_prices(session: AsyncSession, *, symbol_ids: Sequence[int]) -> dict[int, Decimal]:
+    """`last_price` of many symbols: one statement for the live ones, then the rest one by one
+    (symbols that never ticked are few: an imported history, a fresh install)."""
+    rows = await session.execute(
+        select(Ticker.symbol_id, Ticker.price).where(Ticker.symbol_id.in_(symbol_ids))
+    )
+    found: dict[int, Decimal] = {row.symbol_id: row.price for row in rows}
+    for symbol_id in set(symbol_ids) - found.keys():
+        last = await last_price(session, symbol_id=symbol_id)
+        if last is not None:
+            found[symbol_id] = last[0]
+    return found
+
+
 async def _ticker_of(session: AsyncSession, symbol: Symbol) -> TickerView | None:
     last = await last_price(session, symbol_id=symbol.id)
     if last is None:

@@ -35,6 +35,7 @@ DEFAULT_STARTING_PRICE = Decimal(100)
 @dataclass(frozen=True, slots=True)
 class Tick:
     symbol: str
+    symbol_id: int
     price: Decimal
     closed: list[tuple[Timeframe, Bar]] = field(default_factory=list)
 
@@ -126,7 +127,7 @@ async def tick(session: AsyncSession, *, symbol: Symbol, at: datetime, seed: int
     await _extend_minute(session, symbol, at=at, previous=previous, price=price, volume=volume)
     await session.flush()
     await market_service.set_price(session, symbol_id=symbol.id, price=price, at=at)
-    return Tick(symbol.name, price, closed)
+    return Tick(symbol.name, symbol.id, price, closed)
 
 
 async def tick_all(session: AsyncSession, *, at: datetime, seed: int) -> list[Tick]:

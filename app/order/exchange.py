@@ -16,9 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events
 from app.config import Settings
-from app.db import utcnow
 from app.errors import InvalidInput
-from app.market import service as market_service
 from app.market.models import Symbol
 from app.order.accounting import PLACES, PositionState, Side, apply_fill, fee_for, round_to_step
 from app.order.models import (
@@ -28,7 +26,6 @@ from app.order.models import (
     Order,
     OrderStatus,
     OrderType,
-    Portfolio,
     Position,
     Trade,
 )
@@ -271,30 +268,3 @@ async def reset_account(session: AsyncSession, settings: Settings, *, owner_id: 
     account.reserved = ZERO
     await session.flush()
     return account
-
-
-async def portfolio(session: AsyncSession, settings: Settings, *, owner_id: int) -> Portfolio:
-    """Positions are marked at each symbol's last price (their average price if none yet)."""
-    account = await locked_account(session, settings, owner_id=owner_id)
-    positions = (await session.scalars(select(Position).where(Position.owner_id == owner_id))).all()
-    value = exposure = unrealized = realized = ZERO
-    for position in positions:
-        last = await market_service.last_price(session, symbol_id=position.symbol_id)
-        mark = position.average_price if last is None else last[0]
-        value += position.quantity * mark
-        exposure += abs(position.quantity * mark)
-        unrealized += position.quantity * (mark - position.average_price)
-        realized += position.realized_pnl
-    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    today = await session.scalars(
-        select(Trade.realized_pnl).where(Trade.owner_id == owner_id, Trade.executed_at >= midnight)
-    )
-    return Portfolio(
-        balance=account.balance,
-        reserved=account.reserved,
-        equity=account.balance + value,
-        exposure=exposure,
-        unrealized_pnl=unrealized,
-        realized_pnl=realized,
-        pnl_today=sum(today.all(), ZERO),
-    )

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, Money, UTCDateTime, utcnow
+from app.db import Base, Money, UTCDateTime, string_enum, utcnow
 from app.market.models import BigId
 from app.order.accounting import Side
 
@@ -47,17 +47,6 @@ class OrderStatus(enum.StrEnum):
 OPEN_STATUSES = (OrderStatus.NEW, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
-def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
-    return Enum(
-        kind,
-        name=name,
-        native_enum=False,
-        length=16,
-        validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )
-
-
 class Account(Base):
     """A user's paper cash; `reserved` is held back for open BUY orders."""
 
@@ -86,17 +75,16 @@ class Order(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    # No foreign key yet: the bots table comes with the bot domain, which will add it.
-    bot_id: Mapped[int | None] = mapped_column(Integer)
+    bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id", ondelete="SET NULL"))
     symbol_id: Mapped[int] = mapped_column(ForeignKey("symbols.id", ondelete="RESTRICT"))
     client_order_id: Mapped[str | None] = mapped_column(String(64))
-    side: Mapped[Side] = mapped_column(_enum(Side, "order_side"))
-    type: Mapped[OrderType] = mapped_column(_enum(OrderType, "order_type"))
-    time_in_force: Mapped[TimeInForce] = mapped_column(_enum(TimeInForce, "time_in_force"))
+    side: Mapped[Side] = mapped_column(string_enum(Side, "order_side"))
+    type: Mapped[OrderType] = mapped_column(string_enum(OrderType, "order_type"))
+    time_in_force: Mapped[TimeInForce] = mapped_column(string_enum(TimeInForce, "time_in_force"))
     quantity: Mapped[Decimal] = mapped_column(Money())
     price: Mapped[Decimal | None] = mapped_column(Money())
     stop_price: Mapped[Decimal | None] = mapped_column(Money())
-    status: Mapped[OrderStatus] = mapped_column(_enum(OrderStatus, "order_status"))
+    status: Mapped[OrderStatus] = mapped_column(string_enum(OrderStatus, "order_status"))
     filled_quantity: Mapped[Decimal] = mapped_column(Money(), default=ZERO)
     average_fill_price: Mapped[Decimal | None] = mapped_column(Money())
     fees: Mapped[Decimal] = mapped_column(Money(), default=ZERO)
@@ -119,9 +107,9 @@ class Trade(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    bot_id: Mapped[int | None] = mapped_column(Integer)
+    bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id", ondelete="SET NULL"))
     symbol_id: Mapped[int] = mapped_column(ForeignKey("symbols.id", ondelete="RESTRICT"))
-    side: Mapped[Side] = mapped_column(_enum(Side, "trade_side"))
+    side: Mapped[Side] = mapped_column(string_enum(Side, "trade_side"))
     quantity: Mapped[Decimal] = mapped_column(Money())
     price: Mapped[Decimal] = mapped_column(Money())
     fee: Mapped[Decimal] = mapped_column(Money())
@@ -164,6 +152,7 @@ class Portfolio:
     unrealised moves are left out of it, since no price snapshot at midnight is kept.
     """
 
+    currency: str
     balance: Decimal
     reserved: Decimal
     equity: Decimal

@@ -7,7 +7,7 @@ as REJECTED and `OrderRejected` (keep_changes) lets the unit of work commit it.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,6 @@ from app.order.accounting import Side
 
 # Account-wide verbs live with the exchange's mechanics; they are part of this service's API.
 from app.order.exchange import cancel_all_orders as cancel_all_orders
-from app.order.exchange import portfolio as portfolio
 from app.order.exchange import reset_account as reset_account
 from app.order.models import (
     OPEN_STATUSES,
@@ -32,9 +31,14 @@ from app.order.models import (
     OrderType,
     Position,
     TimeInForce,
-    Trade,
 )
-from app.pagination import Page, paginate
+
+# Reads live in queries.py; they are part of this service's API too.
+from app.order.queries import get_order as get_order
+from app.order.queries import list_orders as list_orders
+from app.order.queries import list_positions as list_positions
+from app.order.queries import list_trades as list_trades
+from app.order.queries import portfolio as portfolio
 
 
 class OrderRejected(DomainError):
@@ -44,6 +48,10 @@ class OrderRejected(DomainError):
     def __init__(self, message: str, *, order_id: int) -> None:
         super().__init__(message)
         self.order_id = order_id
+
+    def details(self) -> dict[str, Any]:
+        # The refused order is kept: the client can read it (and its reason) by this id.
+        return {"orderId": str(self.order_id)}
 
 
 def _changed(session: AsyncSession, order: Order) -> None:
@@ -247,13 +255,6 @@ async def match_orders(
     return touched
 
 
-async def get_order(session: AsyncSession, *, owner_id: int, order_id: int) -> Order:
-    order = await session.get(Order, order_id)
-    if order is None or order.owner_id != owner_id:
-        raise NotFound(f"order {order_id} not found", field="id")
-    return order
-
-
 async def cancel_order(
     session: AsyncSession, settings: Settings, *, owner_id: int, order_id: int
 ) -> Order:
@@ -265,36 +266,40 @@ async def cancel_order(
     return order
 
 
-async def list_orders(
+async def close_position(
     session: AsyncSession,
+    settings: Settings,
     *,
     owner_id: int,
-    status: OrderStatus | None = None,
-    symbol: str | None = None,
+    symbol: str,
     bot_id: int | None = None,
-    first: int = 50,
-    after: str | None = None,
-) -> Page[Order]:
-    query = select(Order).where(Order.owner_id == owner_id)
-    if status is not None:
-        query = query.where(Order.status == status)
-    if symbol is not None:
-        found = await market_service.get_symbol_by_name(session, name=symbol)
-        query = query.where(Order.symbol_id == found.id)
-    if bot_id is not None:
-        query = query.where(Order.bot_id == bot_id)
-    return await paginate(session, query, Order.id, first=first, after=after)
-
-
-async def list_trades(
-    session: AsyncSession, *, owner_id: int, first: int = 50, after: str | None = None
-) -> Page[Trade]:
-    query = select(Trade).where(Trade.owner_id == owner_id)
-    return await paginate(session, query, Trade.id, first=first, after=after)
-
-
-async def list_positions(session: AsyncSession, *, owner_id: int) -> list[Position]:
-    """The open positions. Flat ones stay as rows (for their realised PnL) but are not listed;
-    filtered here, since SQLite stores decimals as text and "0.000" is not "0" there."""
-    query = select(Position).where(Position.owner_id == owner_id).order_by(Position.id)
-    return [p for p in (await session.scalars(query)).all() if p.quantity != ZERO]
+) -> Order:
+    """Sell the whole position at market. Open SELL orders on it are cancelled first: they
+    promise the same quantity, and the position is to be flat whatever they would have done."""
+    found = await market_service.get_symbol_by_name(session, name=symbol)
+    position = await exchange.locked_position(
+        session, owner_id=owner_id, bot_id=bot_id, symbol_id=found.id
+    )
+    if position.quantity == ZERO:
+        raise Conflict(f"there is no open {symbol} position to close", field="symbol")
+    selling = await session.scalars(
+        select(Order).where(
+            Order.owner_id == owner_id,
+            Order.symbol_id == found.id,
+            Order.side == Side.SELL,
+            Order.status.in_(OPEN_STATUSES),
+            Order.bot_id.is_(None) if bot_id is None else Order.bot_id == bot_id,
+        )
+    )
+    for order in selling.all():
+        await exchange.close_order(session, settings, order, OrderStatus.CANCELED)
+    return await place_order(
+        session,
+        settings,
+        owner_id=owner_id,
+        symbol=symbol,
+        side=Side.SELL,
+        type=OrderType.MARKET,
+        quantity=position.quantity,
+        bot_id=bot_id,
+    )

@@ -5,29 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import events
-from app.errors import Conflict, InvalidInput, NotFound
+from app import events, naming
+from app.bot import queries as bot_queries
+from app.errors import Conflict, NotFound
 from app.pagination import Page, paginate
 from app.strategy import kinds
 from app.strategy.kinds import Kind, KindSpec, Parameters
 from app.strategy.models import Strategy
 
-MAX_NAME = 100
-
 
 def _changed(session: AsyncSession, strategy: Strategy, kind: str) -> None:
     channel = events.user_channel(strategy.owner_id, "strategies")
     events.record(session, events.Event(channel, kind, {"id": strategy.id}))
-
-
-def check_name(name: str) -> str:
-    cleaned = name.strip()
-    if not 1 <= len(cleaned) <= MAX_NAME:
-        raise InvalidInput(f"name must be 1 to {MAX_NAME} characters", field="name")
-    return cleaned
 
 
 def kind_of(strategy: Strategy) -> Kind:
@@ -43,42 +34,21 @@ def list_kinds() -> Sequence[KindSpec]:
     return list(kinds.KINDS.values())
 
 
-def _name_taken(name: str) -> Conflict:
-    return Conflict(f"you already have a strategy named {name!r}", field="name")
-
-
-async def _ensure_name_free(
-    session: AsyncSession, *, owner_id: int, name: str, strategy_id: int | None = None
-) -> None:
-    query = select(Strategy.id).where(Strategy.owner_id == owner_id, Strategy.name == name)
-    if strategy_id is not None:
-        query = query.where(Strategy.id != strategy_id)
-    if await session.scalar(query) is not None:
-        raise _name_taken(name)
-
-
-async def _flush_unique(session: AsyncSession, name: str) -> None:
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        # Two requests raced past the name check; the unique constraint decides.
-        raise _name_taken(name) from None
-
-
 async def create(
     session: AsyncSession, *, owner_id: int, name: str, kind: Kind | str, parameters: object
 ) -> Strategy:
     """`parameters` is the client's raw JSON object; missing or null ones take their defaults."""
-    cleaned = check_name(name)
+    cleaned = naming.check_name(name)
     checked_kind = kinds.parse_kind(kind)
     values = kinds.validate(checked_kind, parameters)
-    await _ensure_name_free(session, owner_id=owner_id, name=cleaned)
+    await naming.ensure_name_free(
+        session, Strategy, noun="strategy", owner_id=owner_id, name=cleaned
+    )
     strategy = Strategy(
         owner_id=owner_id, name=cleaned, kind=checked_kind.value, parameters=kinds.encode(values)
     )
     session.add(strategy)
-    await _flush_unique(session, cleaned)
+    await naming.flush_unique(session, noun="strategy", name=cleaned)
     _changed(session, strategy, "strategy.created")
     return strategy
 
@@ -110,20 +80,32 @@ async def update(
         merged = {**kinds.encode(parameters_of(strategy)), **kinds.as_object(parameters)}
         strategy.parameters = kinds.encode(kinds.validate(kind_of(strategy), merged))
     if name is not None:
-        strategy.name = check_name(name)
-        await _ensure_name_free(
-            session, owner_id=owner_id, name=strategy.name, strategy_id=strategy.id
+        strategy.name = naming.check_name(name)
+        await naming.ensure_name_free(
+            session,
+            Strategy,
+            noun="strategy",
+            owner_id=owner_id,
+            name=strategy.name,
+            exclude_id=strategy.id,
         )
-    await _flush_unique(session, strategy.name)
+    await naming.flush_unique(session, noun="strategy", name=strategy.name)
     _changed(session, strategy, "strategy.updated")
     return strategy
 
 
 async def delete(session: AsyncSession, *, owner_id: int, strategy_id: int) -> None:
     strategy = await get_owned(session, owner_id=owner_id, strategy_id=strategy_id)
-    # BOTS ISSUE HOOK: refuse here with Conflict(field="id") while a RUNNING bot uses this
-    # strategy (the issue's rule; stopped bots may follow it via the foreign key's ON DELETE).
-    # There are no bots yet, so every owned strategy may go.
+    # Refused while any bot uses it, running or not: a stopped bot may be started again and
+    # must still know its strategy (the bots' foreign key is ON DELETE RESTRICT). The client
+    # deletes those bots, or points them at another strategy, first.
+    used, running = await bot_queries.count_using_strategy(session, strategy_id=strategy.id)
+    if used:
+        raise Conflict(
+            f"strategy {strategy_id} is used by {used} bot(s), {running} of them running; "
+            "delete them or give them another strategy first",
+            field="id",
+        )
     await session.delete(strategy)
     await session.flush()
     _changed(session, strategy, "strategy.deleted")

@@ -6,11 +6,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry.types import ExecutionResult
 
 from app.user.models import User
 from tests.conftest import Execute
-from tests.factories import error_codes, make_strategy, make_user
+from tests.factories import data, error_codes, error_field, make_strategy, make_user
 
 FIELDS = "id name kind parameters"
 CREATE = f"""mutation($input: CreateStrategyInput!) {{
@@ -24,19 +23,6 @@ DELETE = "mutation($id: ID!) { deleteStrategy(id: $id) }"
 LIST = """query($after: String) {
   strategies(first: 2, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } }
 }"""
-
-
-def data(result: ExecutionResult) -> dict[str, Any]:
-    assert result.errors is None, result.errors
-    assert result.data is not None
-    return result.data
-
-
-def error_field(result: ExecutionResult) -> str | None:
-    assert result.errors is not None
-    assert result.errors[0].extensions is not None
-    field: str | None = result.errors[0].extensions.get("field")
-    return field
 
 
 async def test_strategy_kinds_describe_their_parameters(

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
+
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from app.db import make_engine, make_session_factory
+from app.bot import service as bot_service
+from app.bot.models import Bot
+from app.db import make_engine, make_session_factory, utcnow
 from app.jobs import JobState
-from app.market.models import Candle, Ticker
+from app.market import service as market_service
+from app.market.models import Candle, Ticker, Timeframe
+from app.order.models import Order, OrderStatus
 from tests.conftest import test_settings
+from tests.factories import make_bot, make_candles, make_user, place
+from tests.workers.test_bot import committed
 from tests.workers.test_jobs import Backend, explode
 from tests.workers.test_jobs import backend as backend  # the fixture, shared
+from workers.bot import bot_tick_job_id
 from workers.inprocess import CronEntry
 from workers.settings import cron_table, to_arq_cron
 
@@ -55,3 +65,44 @@ async def test_tick_market_moves_every_active_symbol(backend: Backend) -> None:
     assert info.state is JobState.COMPLETE, info
     assert info.result == 3  # the default symbols
     assert await _counts(backend.settings.database_url) == (3, 3)
+
+
+async def test_tick_market_fills_resting_orders_and_queues_running_bots(backend: Backend) -> None:
+    settings = backend.settings
+    # BTC-USD last ticked a minute ago: the next tick closes that minute's candle.
+    since = utcnow().replace(microsecond=0) - timedelta(minutes=1)
+    minute = Timeframe.M1.floor(since)
+    async with committed(settings) as session:
+        btc = await market_service.get_symbol_by_name(session, name="BTC-USD")
+        user = await make_user(session)
+        await market_service.set_price(session, symbol_id=btc.id, price=Decimal(70000), at=since)
+        # A buy limit under the market rests; then the market falls far below it (the walk
+        # moves about 0.05 % a step, so the next price is surely under 65,000).
+        order = await place(
+            session,
+            settings,
+            user,
+            symbol="BTC-USD",
+            type="LIMIT",
+            price=Decimal(65000),
+            quantity=Decimal("0.1"),
+        )
+        assert order.status is OrderStatus.OPEN
+        await market_service.set_price(session, symbol_id=btc.id, price=Decimal(60000), at=since)
+        await make_candles(session, symbol=btc, start=minute, closes=["60000"])
+        bot = await make_bot(session, owner=user, symbol=btc)
+        await bot_service.start(session, owner_id=user.id, bot_id=bot.id)
+    await backend.queue.enqueue("tick_market", job_id="tick:bots")
+    await backend.drain()
+    assert (await backend.queue.info("tick:bots")).state is JobState.COMPLETE
+    evaluated = await backend.queue.info(bot_tick_job_id(bot.id, minute))
+    assert (evaluated.state, evaluated.result) == (JobState.COMPLETE, "held")
+    async with committed(settings) as session:
+        filled = await session.get(Order, order.id)
+        assert filled is not None
+        assert filled.status is OrderStatus.FILLED
+        assert filled.average_fill_price is not None
+        assert filled.average_fill_price < Decimal(61000)
+        stored = await session.get(Bot, bot.id)
+        assert stored is not None
+        assert stored.last_candle_at == minute

@@ -46,8 +46,9 @@ async def test_market_buy_then_sell_settles_cash_and_pnl_to_the_cent(
     # 110 - 5 bps = 109.945, rounded down (against the seller) to 109.94; fee 1.0994.
     assert sell.average_fill_price == D("109.94")
     trades = (await order_service.list_trades(session, owner_id=user.id)).items
-    assert [t.realized_pnl for t in trades] == [D("-1.0005"), D("97.8006")]
-    portfolio = await exchange.portfolio(session, settings, owner_id=user.id)
+    # Newest first: the sell, then the buy.
+    assert [t.realized_pnl for t in trades] == [D("97.8006"), D("-1.0005")]
+    portfolio = await order_service.portfolio(session, settings, owner_id=user.id)
     assert portfolio.balance == D("10096.8001")
     assert portfolio.realized_pnl == D("96.8001")
     assert portfolio.pnl_today == D("96.8001")
@@ -89,7 +90,7 @@ async def test_limit_order_rests_then_fills_at_the_better_price(
     assert order.average_fill_price == D(94)
     assert account.reserved == 0
     assert account.balance == D("9905.906")
-    portfolio = await exchange.portfolio(session, settings, owner_id=user.id)
+    portfolio = await order_service.portfolio(session, settings, owner_id=user.id)
     # match_orders does not move the ticker: the position is marked at the last price, 100.
     assert portfolio.exposure == D(100)
     assert portfolio.unrealized_pnl == D(6)

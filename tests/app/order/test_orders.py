@@ -134,10 +134,11 @@ async def test_list_orders_filters_and_pages(session: AsyncSession, settings: Se
     user, name = await _setup(session)
     market = await place(session, settings, user, symbol=name)
     resting = await place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
+    # Newest first: a history reads from the latest order back.
     page = await order_service.list_orders(session, owner_id=user.id, first=1)
-    assert [o.id for o in page.items] == [market.id]
+    assert [o.id for o in page.items] == [resting.id]
     rest = await order_service.list_orders(session, owner_id=user.id, after=page.end_cursor)
-    assert [o.id for o in rest.items] == [resting.id]
+    assert [o.id for o in rest.items] == [market.id]
     open_ = await order_service.list_orders(session, owner_id=user.id, status=OrderStatus.OPEN)
     assert [o.id for o in open_.items] == [resting.id]
 
