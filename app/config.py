@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # The simulated market: one random-walk step per symbol every this many seconds (0: off).
     market_tick_seconds: int = Field(default=5, ge=0, le=60)
     market_seed: int = 20240101
+    # Simulated seconds per real second (app/market/clock.py); above 1 for demos and tests.
+    market_speed: int = Field(default=1, ge=1, le=3600)
     # The paper exchange: starting cash, market-order slippage (basis points) and fee rate.
     paper_starting_balance: Decimal = Field(default=Decimal(10000), gt=0)
     paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=1000)

@@ -11,6 +11,7 @@ from app.broker import Broker, make_broker
 from app.config import Settings
 from app.db import make_engine, make_session_factory
 from app.jobs import JobQueue
+from app.market.clock import MarketClock
 from app.ratelimit import RateLimiter, make_rate_limiter
 
 
@@ -26,6 +27,7 @@ class Runtime:
     # Set by the composition root: ARQ in production, the in-process runner when embedded.
     queue: JobQueue | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    market_clock: MarketClock = field(default_factory=MarketClock)
 
     def job_context(self) -> dict[str, Any]:
         """What a job function finds in its `ctx`, under ARQ and in-process alike."""
@@ -34,6 +36,7 @@ class Runtime:
             "session_factory": self.session_factory,
             "broker": self.broker,
             "queue": self.queue,
+            "market_clock": self.market_clock,
         }
 
     async def aclose(self) -> None:
@@ -52,4 +55,5 @@ def open_runtime(settings: Settings) -> Runtime:
         read_session_factory=make_session_factory(engine, read_only=True),
         broker=make_broker(settings.redis_url),
         limiter=make_rate_limiter(settings.redis_url),
+        market_clock=MarketClock(settings.market_speed),
     )

@@ -8,9 +8,9 @@ from typing import Any
 import structlog
 
 from app.config import Settings
-from app.db import utcnow
 from app.events import unit_of_work
 from app.market import simulator
+from app.market.clock import MarketClock
 from app.market.simulator import Tick
 from app.order import service as order_service
 from workers.bot import enqueue_bot_ticks
@@ -25,9 +25,9 @@ async def tick_market(ctx: dict[str, Any]) -> int:
     transaction, so neither can hold the market back or undo a tick.
     """
     settings: Settings = ctx["settings"]
-    # Whole seconds: the step drawn for a symbol at a scheduled second is the same on replay.
-    at = utcnow().replace(microsecond=0)
+    clock: MarketClock = ctx.get("market_clock") or MarketClock()
     async with unit_of_work(ctx["session_factory"], ctx["broker"]) as session:
+        at = await clock.now(session)
         ticks = await simulator.tick_all(session, at=at, seed=settings.market_seed)
     await match_resting_orders(ctx, ticks)
     await enqueue_bot_ticks(ctx, ticks)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -94,6 +94,11 @@ async def live_price(session: AsyncSession, *, symbol_id: int) -> tuple[Decimal,
         )
     ).first()
     return None if row is None else (row.price, row.updated_at)
+
+
+async def latest_tick(session: AsyncSession) -> datetime | None:
+    """When the market last ticked, over all symbols."""
+    return await session.scalar(select(func.max(Ticker.updated_at)))
 
 
 async def price_at(session: AsyncSession, *, symbol_id: int, at: datetime) -> Decimal | None:
