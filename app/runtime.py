@@ -28,6 +28,8 @@ class Runtime:
     queue: JobQueue | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     market_clock: MarketClock = field(default_factory=MarketClock)
+    # Symbol id -> name, filled as names are read (they never change).
+    symbol_names: dict[int, str] = field(default_factory=dict)
 
     def job_context(self) -> dict[str, Any]:
         """What a job function finds in its `ctx`, under ARQ and in-process alike."""

@@ -73,7 +73,27 @@ def create_access_token(
     return jwt.encode(claims, settings.secret_key.get_secret_value(), settings.jwt_algorithm)
 
 
+# Verified tokens, so a client's every request does not verify its signature again. Bounded;
+# a hit is still checked for expiry. A token's claims never change (they are signed).
+_VERIFIED: dict[tuple[str, str], AccessClaims] = {}
+_VERIFIED_MAX = 10_000
+
+
 def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    key = (settings.secret_key.get_secret_value(), token)
+    known = _VERIFIED.get(key)
+    if known is not None:
+        if known.expires_at <= utcnow():
+            raise Unauthenticated("access token expired")
+        return known
+    claims = _verify(settings, token)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[key] = claims
+    return claims
+
+
+def _verify(settings: Settings, token: str) -> AccessClaims:
     try:
         claims = jwt.decode(
             token,

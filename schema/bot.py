@@ -60,9 +60,9 @@ class BotType:
 
     @strawberry.field
     async def symbol(self, info: Info) -> str:
-        symbol = await info.context.loaders.symbol_by_id.load(self.symbol_id)
-        assert symbol is not None, "symbols are never deleted under a bot (RESTRICT)"
-        return symbol.name
+        name = await info.context.loaders.symbol_name_by_id.load(self.symbol_id)
+        assert name is not None, "symbols are never deleted under a bot (RESTRICT)"
+        return name
 
     @strawberry.field
     async def strategy(self, info: Info) -> StrategyType:

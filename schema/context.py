@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from app import events, security
@@ -35,6 +36,9 @@ class Context:
     # it would serve stale rows to later events, so such contexts hand out fresh loaders.
     long_lived: bool = False
     _loaders: Loaders | None = field(default=None, repr=False)
+    # An HTTP request's reads share one session (one pooled connection), one use at a time.
+    _session: AsyncSession | None = field(default=None, repr=False)
+    _turn: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -52,10 +56,11 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         """This request's loaders; on a WebSocket, new ones each time (take them once per event)."""
+        names = self.runtime.symbol_names
         if self.long_lived:
-            return Loaders(self.runtime.read_session_factory)
+            return Loaders(self.read, symbol_names=names)
         if self._loaders is None:
-            self._loaders = Loaders(self.runtime.read_session_factory)
+            self._loaders = Loaders(self.read, symbol_names=names)
         return self._loaders
 
     @property
@@ -73,9 +78,35 @@ class Context:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session for reading; nothing it does is committed."""
-        async with self.runtime.read_session_factory() as session:
-            yield session
+        """A session for reading; nothing it does is committed.
+
+        Over HTTP every read of the request (the sign-in, the root fields, each DataLoader
+        batch) takes turns on one session: one pooled connection instead of one per read. A
+        WebSocket connection lives too long to hold one, so its reads each get their own.
+        """
+        if self.long_lived:
+            async with self.runtime.read_session_factory() as session:
+                yield session
+            return
+        async with self._turn:
+            if self._session is None:
+                self._session = self.runtime.read_session_factory()
+            session = self._session
+            try:
+                yield session
+            finally:
+                # What was read stays as read (detached), and the next read fetches afresh.
+                session.expunge_all()
+                if not _autocommit(session):
+                    # A transaction would pin its snapshot (SQLite): a later read of this
+                    # request must see what a mutation of the same request committed.
+                    await session.rollback()
+
+    async def aclose(self) -> None:
+        """Give back the request's read session (the view calls this when the answer is out)."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     async def authenticate(self, token: str | None) -> None:
         """Resolve a bearer token into the current user, or remember why it is refused."""
@@ -89,6 +120,13 @@ class Context:
             self.claims = claims
         except DomainError as exc:
             self.auth_error = exc
+
+
+def _autocommit(session: AsyncSession) -> bool:
+    bind = session.bind
+    if not isinstance(bind, AsyncEngine):
+        return False  # a session on a given connection (tests) runs in that one's transaction
+    return bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 Info = StrawberryInfo[Context, None]

@@ -6,14 +6,14 @@ trades, a bot's orders), so the loaders themselves need no owner filter.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from strawberry.dataloader import DataLoader
 
@@ -27,6 +27,7 @@ from app.user.models import User
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 History = TypeVar("History", Order, Trade)
+Reader = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 # A bot's latest orders or trades: (bot id, how many).
 LatestKey = tuple[int, int]
 
@@ -46,14 +47,14 @@ def _all_each(
 
 
 class Loaders:
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self._session_factory = session_factory
-        # One batch reads at a time: sibling fields dispatch their batches together, and a
-        # request gains nothing from holding several pool connections at once (tests, whose
-        # sessions share one connection through savepoints, could not interleave them at all).
-        self._turn = asyncio.Lock()
+    def __init__(self, read: Reader, *, symbol_names: dict[int, str]) -> None:
+        # The context's reads: over HTTP one session per request, taken in turns.
+        self._read_session = read
+        # Symbol id -> name, kept by the process (the runtime): names never change, and every
+        # order, trade and position shows one.
+        self._names = symbol_names
         self.user_by_id = self._by_id(User, User.id)
-        self.symbol_by_id = self._by_id(Symbol, Symbol.id)
+        self.symbol_name_by_id: DataLoader[int, str | None] = DataLoader(load_fn=self._symbol_names)
         self.order_by_id = self._by_id(Order, Order.id)
         self.trades_by_order: DataLoader[int, list[Trade]] = DataLoader(
             load_fn=self._trades_by_order
@@ -71,7 +72,7 @@ class Loaders:
 
     def _read(self, query: Callable[[AsyncSession], Awaitable[T]]) -> Awaitable[T]:
         async def run() -> T:
-            async with self._turn, self._session_factory() as session:
+            async with self._read_session() as session:
                 return await query(session)
 
         return run()
@@ -87,6 +88,19 @@ class Loaders:
             return await self._read(query)
 
         return DataLoader(load_fn=load)
+
+    async def _symbol_names(self, ids: Sequence[int]) -> list[str | None]:
+        missing = [i for i in ids if i not in self._names]
+        if missing:
+
+            async def query(session: AsyncSession) -> None:
+                rows = await session.execute(
+                    select(Symbol.id, Symbol.name).where(Symbol.id.in_(missing))
+                )
+                self._names.update({row.id: row.name for row in rows})
+
+            await self._read(query)
+        return [self._names.get(i) for i in ids]
 
     async def _trades_by_order(self, ids: Sequence[int]) -> list[list[Trade]]:
         async def query(session: AsyncSession) -> list[list[Trade]]:

@@ -50,8 +50,9 @@ BotRef = Annotated["BotType", strawberry.lazy("schema.bot")]
 
 
 async def _symbol_name(info: Info, symbol_id: int) -> str:
-    symbol = await info.context.loaders.symbol_by_id.load(symbol_id)
-    return "" if symbol is None else symbol.name
+    name = await info.context.loaders.symbol_name_by_id.load(symbol_id)
+    assert name is not None, "symbols are never deleted under orders (RESTRICT)"
+    return name
 
 
 async def _bot(info: Info, bot_id: int | None) -> BotRef | None:

@@ -47,6 +47,7 @@ class GraphQLView(GraphQL[Context, None]):
             long_lived=request.scope["type"] == "websocket",
         )
         if request.scope["type"] == "http":
+            request.state.graphql_context = context  # run() gives back its read session
             await context.authenticate(bearer_token(request.headers.get("authorization")))
         return context
 
@@ -60,7 +61,12 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         if request.scope["type"] != "websocket":
-            return await super().run(request)
+            try:
+                return await super().run(request)
+            finally:
+                context = getattr(request.state, "graphql_context", None)
+                if context is not None:
+                    await context.aclose()
         observability.WEBSOCKET_CONNECTIONS.inc()
         try:
             return await super().run(request)

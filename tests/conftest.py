@@ -212,6 +212,9 @@ def gql(schema: TradeGraphSchema, runtime: Runtime) -> Execute:
         address: str = "127.0.0.1",
     ) -> ExecutionResult:
         context = Context(runtime=runtime, request_id="test", client_address=address, user=user)
-        return await schema.execute(query, variable_values=variables, context_value=context)
+        try:
+            return await schema.execute(query, variable_values=variables, context_value=context)
+        finally:
+            await context.aclose()
 
     return execute

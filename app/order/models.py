@@ -71,6 +71,8 @@ class Order(Base):
         UniqueConstraint("owner_id", "client_order_id", name="uq_orders_owner_client_order_id"),
         Index("ix_orders_owner_id_id", "owner_id", "id"),
         Index("ix_orders_symbol_id_status", "symbol_id", "status"),
+        # A bot's latest orders (nested `bot { orders }`, the `botId` filter).
+        Index("ix_orders_bot_id_id", "bot_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -103,6 +105,11 @@ class Trade(Base):
     """One fill of an order; `realized_pnl` is what the fill realised, after its fee."""
 
     __tablename__ = "trades"
+    __table_args__ = (
+        # Newest first, per owner and per bot.
+        Index("ix_trades_owner_id_id", "owner_id", "id"),
+        Index("ix_trades_bot_id_id", "bot_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
@@ -128,6 +135,7 @@ class Position(Base):
     __tablename__ = "positions"
     __table_args__ = (
         UniqueConstraint("owner_id", "bot_key", "symbol_id", name="uq_positions_owner_bot_symbol"),
+        Index("ix_positions_bot_key", "bot_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import jwt
@@ -54,3 +55,25 @@ def test_passwords_verify_only_against_their_hash() -> None:
     assert not security.verify_password(digest, "another password")
     assert not security.verify_password(None, "a long password")
     assert not security.verify_password("not-a-hash", "a long password")
+
+
+async def test_a_verified_token_still_expires() -> None:
+    settings = test_settings(access_token_minutes=1)
+    # Issued so that it expires at the next whole second: verified now, expired a moment later.
+    expiry = utcnow().replace(microsecond=0) + timedelta(seconds=1)
+    token = security.create_access_token(
+        settings, user_id=3, role="user", session_id="s", now=expiry - timedelta(minutes=1)
+    )
+    assert security.decode_access_token(settings, token).user_id == 3
+    await asyncio.sleep((expiry - utcnow()).total_seconds() + 0.05)
+    with pytest.raises(Unauthenticated, match="expired"):
+        security.decode_access_token(settings, token)
+
+
+def test_a_token_verified_under_one_key_is_not_trusted_under_another() -> None:
+    signer = test_settings()
+    token = security.create_access_token(signer, user_id=4, role="user", session_id="s")
+    assert security.decode_access_token(signer, token).user_id == 4
+    other = test_settings(secret_key="another secret key that is long enough to pass checks")
+    with pytest.raises(Unauthenticated, match="invalid"):
+        security.decode_access_token(other, token)

@@ -64,6 +64,8 @@ async def _bots_that_traded(
 async def _statements(
     gql: Execute, engine: AsyncEngine, user: User, query: str, first: int
 ) -> tuple[int, dict[str, Any]]:
+    # Once before counting: process-wide memos (symbol names) fill on a first sight.
+    data(await gql(query, {"first": first}, user=user))
     with count_statements(engine) as statements:
         result = data(await gql(query, {"first": first}, user=user))
     return len(statements), result
