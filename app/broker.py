@@ -2,6 +2,10 @@
 
 Either way a process keeps one table of local subscribers per channel; Redis only carries
 messages between processes, over one connection per process shared by every subscriber.
+
+Every message also counts a version of what it changed (one user's data, or the market's),
+shared by all processes like the messages: a cache of reads keyed on those versions (the
+GraphQL response cache) knows its entry is stale as soon as anything it read has changed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = structlog.get_logger(__name__)
+VERSION_KEY = "tg:version:{}"
+
+
+def version_scope(channel: str) -> str | None:
+    """What a message on `channel` changes: one user's data (`user:{id}:...` -> `user:{id}`),
+    the market's (`market:...` -> `market`), or nothing a cache keeps."""
+    head, _, rest = channel.partition(":")
+    if head == "user":
+        return f"user:{rest.partition(':')[0]}"
+    if head == "market":
+        return "market"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,10 @@ class Subscription:
 
 class Broker(Protocol):
     async def publish(self, channel: str, data: str) -> None: ...
+
+    async def versions(self, *scopes: str) -> tuple[int, ...]:
+        """How many messages each scope has had (see `version_scope`)."""
+        ...
 
     def subscribe(
         self, *channels: str, maxsize: int = 1000
@@ -103,9 +123,16 @@ class MemoryBroker:
 
     def __init__(self) -> None:
         self._fanout = _Fanout()
+        self._versions: dict[str, int] = defaultdict(int)
 
     async def publish(self, channel: str, data: str) -> None:
+        scope = version_scope(channel)
+        if scope is not None:
+            self._versions[scope] += 1
         self._fanout.deliver(Message(channel, data))
+
+    async def versions(self, *scopes: str) -> tuple[int, ...]:
+        return tuple(self._versions.get(scope, 0) for scope in scopes)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str, maxsize: int = 1000) -> AsyncIterator[Subscription]:
@@ -140,7 +167,19 @@ class RedisBroker:
         return client
 
     async def publish(self, channel: str, data: str) -> None:
-        await self._redis.publish(channel, data)
+        scope = version_scope(channel)
+        if scope is None:
+            await self._redis.publish(channel, data)
+            return
+        # The version first: a reader woken by the message must not find the old version.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(VERSION_KEY.format(scope))
+            pipe.publish(channel, data)
+            await pipe.execute()
+
+    async def versions(self, *scopes: str) -> tuple[int, ...]:
+        values = await self._redis.mget([VERSION_KEY.format(scope) for scope in scopes])
+        return tuple(int(value or 0) for value in values)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str, maxsize: int = 1000) -> AsyncIterator[Subscription]:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     login_rate_limit: str = "10/minute"
     mutation_rate_limit: str = "300/minute"
     refresh_token_cleanup_cron: str = "17 3 * * *"
+    # Answers to repeated trading reads kept per process (schema/response_cache.py); 0: off.
+    response_cache_entries: int = Field(default=10_000, ge=0)
+    response_cache_seconds: float = Field(default=60, gt=0)
     # The simulated market: one random-walk step per symbol every this many seconds (0: off).
     market_tick_seconds: int = Field(default=5, ge=0, le=60)
     market_seed: int = 20240101

@@ -22,6 +22,11 @@ GRAPHQL_LATENCY = Histogram(
     ["operation"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+RESPONSE_CACHE = Counter(
+    "tradegraph_graphql_response_cache_total",
+    "Cacheable GraphQL reads, by outcome: hit (answered from the cache) or miss",
+    ["result"],
+)
 GRAPHQL_ERRORS = Counter(
     "tradegraph_graphql_errors_total", "GraphQL errors returned, by extensions.code", ["code"]
 )

@@ -27,7 +27,7 @@ from resolvers.order import OrderMutation, OrderQuery
 from resolvers.strategy import StrategyMutation, StrategyQuery
 from resolvers.user import UserMutation, UserQuery, UserSubscription
 from schema.errors import ErrorFormatter, format_errors
-from schema.extensions import Metrics, MutationRateLimit
+from schema.extensions import CacheableRead, Metrics, MutationRateLimit
 from schema.scalars import DecimalScalar
 
 
@@ -86,6 +86,7 @@ def build_schema(settings: Settings) -> TradeGraphSchema:
         lambda: AddValidationRules(list(rules)),
         lambda: ValidationCache(maxsize=1024),
         MutationRateLimit,
+        CacheableRead,
     ]
     return TradeGraphSchema(
         query=Query,

@@ -36,6 +36,8 @@ class Context:
     # it would serve stale rows to later events, so such contexts hand out fresh loaders.
     long_lived: bool = False
     _loaders: Loaders | None = field(default=None, repr=False)
+    # Set when the answer may be kept by the response cache: the operation's metrics label.
+    cacheable_as: str | None = None
     # An HTTP request's reads share one session (one pooled connection), one use at a time.
     _session: AsyncSession | None = field(default=None, repr=False)
     _turn: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)

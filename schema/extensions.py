@@ -12,6 +12,7 @@ from strawberry.types.graphql import OperationType
 
 from app import observability
 from app.errors import DomainError
+from schema import response_cache
 
 MAX_OPERATION_NAMES = 500
 _operation_names: set[str] = set()
@@ -49,6 +50,20 @@ class Metrics(SchemaExtension):
         name = operation_label(ctx.operation_name, valid=self.executed)
         observability.GRAPHQL_REQUESTS.labels(operation=name, type=kind).inc()
         observability.GRAPHQL_LATENCY.labels(operation=name).observe(time.perf_counter() - started)
+
+
+class CacheableRead(SchemaExtension):
+    """Mark a query the response cache may keep: see schema/response_cache.py."""
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        ctx = self.execution_context
+        result = ctx.result
+        if ctx.operation_type is not OperationType.QUERY or result is None or result.errors:
+            return
+        document = ctx.graphql_document
+        if document is not None and response_cache.cacheable(document, ctx.operation_name):
+            ctx.context.cacheable_as = operation_label(ctx.operation_name, valid=True)
 
 
 class MutationRateLimit(SchemaExtension):

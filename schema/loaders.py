@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 from strawberry.dataloader import DataLoader
 
 from app.bot.models import Bot
@@ -130,13 +130,10 @@ class Loaders:
                     .over(partition_by=model.bot_id, order_by=model.id.desc())
                     .label("rank")
                 )
-                ranked = select(model.id, rank).where(model.bot_id.in_(bot_ids)).subquery()
-                statement = (
-                    select(model)
-                    .join(ranked, model.id == ranked.c.id)
-                    .where(ranked.c.rank <= most)
-                    .order_by(model.id.desc())
-                )
+                # The rows come out of the window itself: no join back to the table.
+                ranked = select(model, rank).where(model.bot_id.in_(bot_ids)).subquery()
+                row = aliased(model, ranked)
+                statement = select(row).where(ranked.c.rank <= most).order_by(ranked.c.id.desc())
                 rows = (await session.scalars(statement)).all()
                 grouped = _all_each(bot_ids, rows, lambda row: row.bot_id)
                 by_bot = dict(zip(bot_ids, grouped, strict=True))

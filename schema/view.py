@@ -16,11 +16,14 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.base import BaseSchema
 from strawberry.types import ExecutionResult
 
-from app import observability
+from app import observability, security
+from app.errors import DomainError
 from app.runtime import Runtime
 from schema.context import Context, bearer_token
+from schema.response_cache import ResponseCache
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+CACHE_HEADER = "x-tradegraph-cache"
 STATIC = Path(__file__).resolve().parent.parent / "app" / "static"
 
 
@@ -37,6 +40,11 @@ class GraphQLView(GraphQL[Context, None]):
             allowed_origins=settings.cors_origins,
         )
         self.runtime = runtime
+        self.cache = ResponseCache(
+            runtime.broker,
+            entries=settings.response_cache_entries,
+            seconds=settings.response_cache_seconds,
+        )
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         client = request.client
@@ -62,6 +70,8 @@ class GraphQLView(GraphQL[Context, None]):
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         if request.scope["type"] != "websocket":
             try:
+                if self.cache.enabled and request.method == "POST":
+                    return await self._run_cached(request)
                 return await super().run(request)
             finally:
                 context = getattr(request.state, "graphql_context", None)
@@ -72,6 +82,47 @@ class GraphQLView(GraphQL[Context, None]):
             return await super().run(request)
         finally:
             observability.WEBSOCKET_CONNECTIONS.dec()
+
+    async def _run_cached(self, request: Request) -> Response:
+        """Answer a repeated read from the response cache, or run it and maybe keep it."""
+        user_id = self._token_user(request)
+        if user_id is None:
+            return await super().run(request)
+        key = (user_id, request.headers.get("accept", ""), await request.body())
+        # Read before executing: a change committed meanwhile leaves the entry already stale.
+        versions = await self.cache.versions(user_id)
+        entry = self.cache.get(key, versions)
+        if entry is not None:
+            observability.RESPONSE_CACHE.labels(result="hit").inc()
+            observability.GRAPHQL_REQUESTS.labels(operation=entry.operation, type="query").inc()
+            return Response(entry.body, media_type=entry.media_type, headers={CACHE_HEADER: "hit"})
+        response: Response = await super().run(request)
+        context: Context | None = getattr(request.state, "graphql_context", None)
+        if (
+            context is not None
+            and context.cacheable_as is not None
+            and context.user is not None
+            and context.user.id == user_id
+            and response.status_code == 200
+        ):
+            observability.RESPONSE_CACHE.labels(result="miss").inc()
+            self.cache.put(
+                key,
+                versions,
+                body=bytes(response.body),
+                media_type=response.headers.get("content-type", "application/json"),
+                operation=context.cacheable_as,
+            )
+        return response
+
+    def _token_user(self, request: Request) -> int | None:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            return None
+        try:
+            return security.decode_access_token(self.runtime.settings, token).user_id
+        except DomainError:
+            return None
 
     def parse_json(self, data: str | bytes) -> Any:
         value = super().parse_json(data)

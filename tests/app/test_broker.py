@@ -5,6 +5,7 @@ import asyncio
 import redis.asyncio as aioredis
 
 from app.broker import Broker, Message, RedisBroker
+from tests.conftest import REDIS_URL, flush_redis
 
 
 async def test_subscriber_receives_only_its_channels(broker: Broker) -> None:
@@ -84,3 +85,24 @@ async def test_redis_broker_resubscribes_after_the_connection_is_killed(redis_ur
     finally:
         await broker.aclose()
         await client.aclose()
+
+
+async def test_messages_count_versions_of_what_they_change(broker: Broker) -> None:
+    before = await broker.versions("user:1", "user:2", "market")
+    await broker.publish("user:1:orders", "{}")
+    await broker.publish("user:1:positions", "{}")
+    await broker.publish("market:BTC-USD:ticker", "{}")
+    await broker.publish("jobs", "{}")  # a channel no cache keeps: no version moves
+    after = await broker.versions("user:1", "user:2", "market")
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 0, 1]
+
+
+async def test_every_process_sees_the_same_versions() -> None:
+    await flush_redis()
+    first, second = RedisBroker(REDIS_URL), RedisBroker(REDIS_URL)
+    try:
+        await first.publish("user:7:orders", "{}")
+        assert await second.versions("user:7", "market") == (1, 0)
+    finally:
+        await first.aclose()
+        await second.aclose()
