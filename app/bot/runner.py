@@ -23,7 +23,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bot import queries
+from app.bot import lifecycle, queries
 from app.bot.models import Bot, BotStatus
 from app.config import Settings
 from app.errors import Conflict
@@ -151,6 +151,9 @@ async def evaluate(
     if not rows or rows[-1][0] != candle:
         return Outcome.SKIPPED
     bot.last_candle_at = candle
+    # An event even when it only holds: `lastCandleAt` moved, and readers (the response
+    # cache, a bot's subscribers) learn of it.
+    lifecycle.record_change(session, bot)
     await session.flush()
     signal = signals.latest_signal(kind, parameters, [close for _, close in rows])
     if signal == signals.LONG:

@@ -45,8 +45,15 @@ async def locked_account(session: AsyncSession, settings: Settings, *, owner_id:
     """The owner's account, created with the starting balance on first use, row-locked.
 
     INSERT ... ON CONFLICT DO NOTHING first: two first orders of a new user must not both
-    try to create the account (the second waits for the first's row, then finds it).
+    try to create the account (the second waits for the first's row, then finds it). Once
+    locked, the row stays locked to the end of the transaction: later calls in the same
+    transaction (a placement locks, checks, then fills) get the same object without a statement.
     """
+    transaction = session.sync_session.get_transaction()
+    held: dict[int, tuple[object, Account]] = session.info.setdefault("locked_accounts", {})
+    known = held.get(owner_id)
+    if known is not None and known[0] is transaction:
+        return known[1]
     # Pending changes go first: the locked read refreshes the row and would overwrite them.
     await session.flush()
     values = {"owner_id": owner_id, "currency": "USD", "reserved": ZERO}
@@ -56,6 +63,7 @@ async def locked_account(session: AsyncSession, settings: Settings, *, owner_id:
     )
     query = select(Account).where(Account.owner_id == owner_id).with_for_update()
     account = (await session.scalars(query.execution_options(populate_existing=True))).one()
+    held[owner_id] = (transaction, account)
     return account
 
 
@@ -266,5 +274,7 @@ async def reset_account(session: AsyncSession, settings: Settings, *, owner_id: 
     await session.execute(delete(Position).where(Position.owner_id == owner_id))
     account.balance = settings.paper_starting_balance
     account.reserved = ZERO
+    # The cash changed even when no order or position did.
+    record(session, owner_id, "account", "account.reset", account.id)
     await session.flush()
     return account

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import events
 from app.bot import queries
 from app.bot import service as bot_service
 from app.bot.models import Bot
@@ -184,3 +185,15 @@ async def test_a_rejected_entry_is_kept_and_raised(
     assert (order.id, order.status) == (caught.value.order_id, OrderStatus.REJECTED)
     # Marked before the order was placed: the unit of work commits both (keep_changes).
     assert s.bot.last_candle_at == candle(5)
+
+
+async def test_an_evaluation_that_holds_still_tells_of_the_candle(
+    session: AsyncSession, settings: Settings
+) -> None:
+    s = await _running_bot(session)
+    events.pending(session).clear()
+    # Index 3: the averages are defined but nothing crosses.
+    outcome = await evaluate(session, settings, bot_id=s.bot.id, candle_open_time=candle(3))
+    assert outcome is Outcome.HELD
+    channel = events.user_channel(s.user.id, "bots")
+    assert events.Event(channel, "bot.updated", {"id": s.bot.id}) in events.pending(session)

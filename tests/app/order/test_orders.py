@@ -155,6 +155,11 @@ async def test_reset_account_cancels_orders_and_clears_positions(
     assert account.reserved == 0
     assert await order_service.list_positions(session, owner_id=user.id) == []
     assert len((await order_service.list_trades(session, owner_id=user.id)).items) == 1
+    # The cash moved: an event says so even for an account with nothing else to reset.
+    reset = events.Event(
+        events.user_channel(user.id, "account"), "account.reset", {"id": account.id}
+    )
+    assert reset in events.pending(session)
 
 
 async def test_a_fill_records_order_trade_and_position_events(
