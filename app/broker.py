@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -42,6 +42,40 @@ def version_scope(channel: str) -> str | None:
 class Message:
     channel: str
     data: str
+    # This process's delivery order, across all channels (set by the fan-out).
+    seq: int = field(default=0, compare=False)
+
+
+class Sequencer:
+    """Hands one connection's messages out in the order they arrived, whichever of its
+    subscriptions each belongs to: a fill's order, trade and position updates reach the client
+    in that order even though three subscriptions carry them. A subscription takes its turn for
+    a message once every earlier one of the connection is done (sent, skipped or dropped)."""
+
+    def __init__(self) -> None:
+        self._outstanding: set[int] = set()
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+
+    def arrived(self, seq: int) -> None:
+        self._outstanding.add(seq)
+
+    async def turn(self, seq: int) -> None:
+        self._outstanding.add(seq)
+        if min(self._outstanding) == seq:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = waiter
+        try:
+            await waiter
+        finally:
+            self._waiting.pop(seq, None)
+
+    def done(self, seq: int) -> None:
+        self._outstanding.discard(seq)
+        if self._outstanding:
+            waiter = self._waiting.get(min(self._outstanding))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
 
 class Subscription:
@@ -51,12 +85,24 @@ class Subscription:
         self.channels = channels
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=maxsize)
         self.dropped = 0
+        self.sequencer: Sequencer | None = None
 
     def deliver(self, message: Message) -> None:
         if self.queue.full():
-            self.queue.get_nowait()
+            oldest = self.queue.get_nowait()
             self.dropped += 1
+            if self.sequencer is not None:
+                self.sequencer.done(oldest.seq)
+        if self.sequencer is not None:
+            self.sequencer.arrived(message.seq)
         self.queue.put_nowait(message)
+
+    def forget(self) -> None:
+        """Leaving: what is still queued is done as far as the connection's order goes."""
+        while not self.queue.empty():
+            message = self.queue.get_nowait()
+            if self.sequencer is not None:
+                self.sequencer.done(message.seq)
 
     async def get(self) -> Message:
         return await self.queue.get()
@@ -90,6 +136,7 @@ class _Fanout:
 
     def __init__(self) -> None:
         self.by_channel: dict[str, set[Subscription]] = defaultdict(set)
+        self.delivered = 0  # numbers the messages: Message.seq
 
     def add(self, subscription: Subscription) -> list[str]:
         """Register; returns the channels that had no local subscriber before."""
@@ -112,6 +159,8 @@ class _Fanout:
         return emptied
 
     def deliver(self, message: Message) -> int:
+        self.delivered += 1
+        message = replace(message, seq=self.delivered)
         subscribers = self.by_channel.get(message.channel, ())
         for subscription in tuple(subscribers):
             subscription.deliver(message)

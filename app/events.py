@@ -33,7 +33,12 @@ def user_channel(user_id: int, topic: str) -> str:
 
 
 def record(session: AsyncSession, event: Event) -> None:
-    session.info.setdefault(_PENDING, []).append(event)
+    """Publish `event` once the session commits. The same event twice in one transaction (an
+    order opened, then filled) is one notification: readers only ever see the committed state,
+    and load it when told."""
+    waiting: list[Event] = session.info.setdefault(_PENDING, [])
+    if event not in waiting:
+        waiting.append(event)
 
 
 def pending(session: AsyncSession) -> list[Event]:

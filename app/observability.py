@@ -33,6 +33,16 @@ GRAPHQL_ERRORS = Counter(
 WEBSOCKET_CONNECTIONS = Gauge(
     "tradegraph_websocket_connections", "WebSocket connections open on this process"
 )
+SUBSCRIPTIONS = Gauge(
+    "tradegraph_subscriptions_active",
+    "GraphQL subscriptions open on this process, by field",
+    ["field"],
+)
+SUBSCRIPTION_EVENTS = Counter(
+    "tradegraph_subscription_events_total",
+    "Events delivered to subscriptions, by field",
+    ["field"],
+)
 HTTP_REQUESTS = Counter(
     "tradegraph_http_requests_total", "HTTP requests, by path and status", ["path", "status"]
 )

@@ -8,10 +8,12 @@ from typing import Annotated
 
 import strawberry
 
+from app.broker import Message
 from app.market import importer
 from app.market import service as market_service
 from app.market.bars import Bar
 from app.market.service import TickerView
+from resolvers.feeds import follow
 from schema.context import Info
 from schema.market import (
     CandleConnection,
@@ -92,25 +94,30 @@ class MarketMutation:
 @strawberry.type
 class MarketSubscription:
     @strawberry.subscription(
-        permission_classes=[IsAuthenticated], description="The symbol's ticker at every price."
+        permission_classes=[IsAuthenticated], description="The symbol's live price at every tick."
     )
-    async def ticker_updates(self, info: Info, symbol: str) -> AsyncGenerator[TickerType, None]:
+    async def market_data(self, info: Info, symbol: str) -> AsyncGenerator[TickerType, None]:
         async with info.context.read() as session:
             found = await market_service.get_symbol_by_name(session, name=symbol)
-        channel = market_service.ticker_channel(found.name)
-        async with info.context.runtime.broker.subscribe(channel) as messages:
-            async for message in messages:
-                yield TickerType.from_view(TickerView.decode(message.data))
+
+        async def decode(message: Message) -> TickerType:
+            return TickerType.from_view(TickerView.decode(message.data))
+
+        return follow(info, market_service.ticker_channel(found.name), decode)
 
     @strawberry.subscription(
         permission_classes=[IsAuthenticated], description="Each candle of the series as it closes."
     )
-    async def candle_closed(
+    async def candles(
         self, info: Info, symbol: str, timeframe: Timeframe
     ) -> AsyncGenerator[CandleType, None]:
         async with info.context.read() as session:
             found = await market_service.get_symbol_by_name(session, name=symbol)
-        channel = market_service.candles_channel(found.name, timeframe)
-        async with info.context.runtime.broker.subscribe(channel) as messages:
-            async for message in messages:
-                yield CandleType.from_bar(Bar.decode(message.data))
+
+        async def decode(message: Message) -> CandleType:
+            return CandleType.from_bar(Bar.decode(message.data))
+
+        async for candle in follow(
+            info, market_service.candles_channel(found.name, timeframe), decode
+        ):
+            yield candle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ from strawberry.types.graphql import OperationType
 
 from app.config import Settings
 from resolvers.bot import BotMutation, BotQuery
+from resolvers.feeds import OrderSubscription
 from resolvers.market import MarketMutation, MarketQuery, MarketSubscription
 from resolvers.order import OrderMutation, OrderQuery
 from resolvers.strategy import StrategyMutation, StrategyQuery
@@ -42,7 +44,7 @@ class Mutation(UserMutation, StrategyMutation, MarketMutation, BotMutation, Orde
 
 
 @strawberry.type
-class Subscription(UserSubscription, MarketSubscription):
+class Subscription(UserSubscription, MarketSubscription, OrderSubscription):
     pass
 
 
@@ -67,6 +69,34 @@ class TradeGraphSchema(strawberry.Schema):
                 result.errors, parsed=False, request_id=getattr(context, "request_id", None)
             )
         return result
+
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        # A subscription's results come one by one, past the operation hooks where the error
+        # formatter works: each is formatted here (both WebSocket protocols come through).
+        result = await super().stream(*args, **kwargs)
+        context = kwargs.get("context_value")
+        request_id = getattr(context, "request_id", None)
+        if isinstance(result, ExecutionResult):
+            return _formatted(result, request_id)
+        if isinstance(result, AsyncGenerator):
+            return _formatted_stream(result, request_id)
+        return result
+
+
+def _formatted(result: ExecutionResult, request_id: str | None) -> ExecutionResult:
+    if result.errors:
+        result.errors = format_errors(result.errors, parsed=True, request_id=request_id)
+    return result
+
+
+async def _formatted_stream(
+    results: AsyncGenerator[Any, None], request_id: str | None
+) -> AsyncGenerator[Any, None]:
+    try:
+        async for result in results:
+            yield _formatted(result, request_id) if isinstance(result, ExecutionResult) else result
+    finally:
+        await results.aclose()
 
 
 def build_schema(settings: Settings) -> TradeGraphSchema:

@@ -6,9 +6,11 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from app.broker import Message
 from app.events import user_channel
 from app.user import auth
 from app.user import service as user_service
+from resolvers.feeds import follow
 from schema.context import Info
 from schema.pagination import Connection
 from schema.permissions import IsAdmin, IsAuthenticated
@@ -128,8 +130,9 @@ class UserSubscription:
     async def account_updates(self, info: Info) -> AsyncGenerator[UserType, None]:
         ctx = info.context
         user_id = ctx.user_id
-        async with ctx.runtime.broker.subscribe(user_channel(user_id, "account")) as events:
-            async for _ in events:
-                async with ctx.read() as session:
-                    user = await user_service.get(session, user_id=user_id)
-                yield UserType.from_model(user)
+
+        async def decode(_: Message) -> UserType:
+            async with ctx.read() as session:
+                return UserType.from_model(await user_service.get(session, user_id=user_id))
+
+        return follow(info, user_channel(user_id, "account"), decode)

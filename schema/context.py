@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from app import events, security
+from app.broker import Sequencer
 from app.config import Settings
 from app.errors import DomainError, Unauthenticated
 from app.jobs import JobQueue
@@ -38,6 +39,8 @@ class Context:
     _loaders: Loaders | None = field(default=None, repr=False)
     # Set when the answer may be kept by the response cache: the operation's metrics label.
     cacheable_as: str | None = None
+    # A WebSocket connection's subscriptions deliver in the order events arrived (feeds.follow).
+    sequencer: Sequencer = field(default_factory=Sequencer, repr=False)
     # An HTTP request's reads share one session (one pooled connection), one use at a time.
     _session: AsyncSession | None = field(default=None, repr=False)
     _turn: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -84,10 +87,13 @@ class Context:
 
         Over HTTP every read of the request (the sign-in, the root fields, each DataLoader
         batch) takes turns on one session: one pooled connection instead of one per read. A
-        WebSocket connection lives too long to hold one, so its reads each get their own.
+        WebSocket connection lives too long to hold one, so its reads, in turns too, each get
+        their own.
         """
         if self.long_lived:
-            async with self.runtime.read_session_factory() as session:
+            # One read at a time here too: however many subscriptions a connection holds, it
+            # takes at most one pooled connection at a time.
+            async with self._turn, self.runtime.read_session_factory() as session:
                 yield session
             return
         async with self._turn:

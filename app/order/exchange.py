@@ -187,6 +187,8 @@ async def execute_fill(
     )
     session.add(trade)
     await session.flush()
+    # In the order a client follows a fill: the order's new state, its trade, the position.
+    record(session, order.owner_id, "orders", "order.updated", order.id)
     record(session, order.owner_id, "trades", "trade.executed", trade.id)
     record(session, order.owner_id, "positions", "position.changed", position.id)
     return trade

@@ -4,7 +4,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from app.broker import Broker, Message, RedisBroker
+from app.broker import Broker, MemoryBroker, Message, RedisBroker, Sequencer
 from tests.conftest import REDIS_URL, flush_redis
 
 
@@ -106,3 +106,25 @@ async def test_every_process_sees_the_same_versions() -> None:
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_a_connection_hands_out_its_messages_in_the_order_they_came() -> None:
+    broker, sequencer = MemoryBroker(), Sequencer()
+    finished: list[str] = []
+
+    async def consume(channel: str, work: float) -> None:
+        async with broker.subscribe(channel) as subscription:
+            subscription.sequencer = sequencer
+            message = await subscription.get()
+            await sequencer.turn(message.seq)
+            await asyncio.sleep(work)  # the first message takes longer to handle
+            finished.append(message.data)
+            sequencer.done(message.seq)
+
+    tasks = [asyncio.create_task(consume("a", 0.1)), asyncio.create_task(consume("b", 0))]
+    await asyncio.sleep(0.01)
+    await broker.publish("a", "first")
+    await broker.publish("b", "second")
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert finished == ["first", "second"]
+    await broker.aclose()

@@ -18,7 +18,7 @@ from tests.conftest import (
     flush_redis,
 )
 from tests.e2e.client import GraphQLClient
-from tests.e2e.server import Server, launch, migrate, server_env
+from tests.e2e.server import Server, launch, migrate, server_env, worker_process
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,13 @@ async def http(server: Server) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def api(http: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(http)
+
+
+@pytest.fixture
+async def market(server: Server) -> AsyncIterator[Server]:
+    """The server, with a worker process beside it in production mode (the market's home)."""
+    if server.mode == "embedded":
+        yield server
+        return
+    async with worker_process(server):
+        yield server

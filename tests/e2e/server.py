@@ -7,7 +7,7 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -176,3 +176,23 @@ async def launch(env: Mapping[str, str], *, mode: Mode, workdir: Path) -> Server
     server._drain = asyncio.create_task(_drain(process.stdout, server.output))
     await server.wait_ready()
     return server
+
+
+@contextlib.asynccontextmanager
+async def worker_process(server: Server) -> AsyncIterator[None]:
+    """`tradegraph worker` beside `server`, with its configuration; it must stop cleanly."""
+    worker = await asyncio.create_subprocess_exec(
+        *TRADEGRAPH,
+        "worker",
+        env=server.env,
+        cwd=server.workdir,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield
+    finally:
+        worker.terminate()
+        _, stderr = await asyncio.wait_for(worker.communicate(), 15)
+    assert worker.returncode == 0, stderr.decode()

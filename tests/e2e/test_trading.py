@@ -9,7 +9,6 @@ position closed, and orders, trades, positions and the portfolio must agree to t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from app.order.accounting import PLACES
 from tests.e2e.client import GraphQLClient
-from tests.e2e.server import TRADEGRAPH, Server
+from tests.e2e.server import Server
 
 WAIT_SECONDS = 90.0
 START = Decimal(10000)
@@ -37,29 +36,6 @@ BOOKS = """query($bot: ID!) {
 @pytest.fixture(scope="module")
 def server_overrides() -> dict[str, str]:
     return {"TG_MARKET_TICK_SECONDS": "1", "TG_MARKET_SPEED": "60"}
-
-
-@pytest.fixture
-async def market(server: Server) -> AsyncIterator[Server]:
-    """The server, with a worker process beside it in production mode (the market's home)."""
-    if server.mode == "embedded":
-        yield server
-        return
-    worker = await asyncio.create_subprocess_exec(
-        *TRADEGRAPH,
-        "worker",
-        env=server.env,
-        cwd=server.workdir,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield server
-    finally:
-        worker.terminate()
-        _, stderr = await asyncio.wait_for(worker.communicate(), 15)
-        assert worker.returncode == 0, stderr.decode()
 
 
 async def _bot_that_runs(api: GraphQLClient, token: str) -> str:

@@ -146,13 +146,13 @@ async def _next(stream: AsyncIterator[Any]) -> Any:
     return await asyncio.wait_for(anext(stream), 5)
 
 
-async def test_ticker_updates_follow_the_symbol_channel(
+async def test_market_data_follows_the_symbol_channel(
     schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession
 ) -> None:
     user = await make_user(session)
     symbol = await make_symbol(session)
     context = Context(runtime=runtime, request_id="t", client_address="x", user=user)
-    document = "subscription($s: String!) { tickerUpdates(symbol: $s) { symbol price } }"
+    document = "subscription($s: String!) { marketData(symbol: $s) { symbol price } }"
     stream = await schema.subscribe(
         document, variable_values={"s": symbol.name}, context_value=context
     )
@@ -163,5 +163,5 @@ async def test_ticker_updates_follow_the_symbol_channel(
         await market_service.set_price(unit, symbol_id=symbol.id, price=Decimal("7.50"), at=JAN_1)
     result = await pending
     assert result.errors is None
-    assert result.data == {"tickerUpdates": {"symbol": symbol.name, "price": "7.5"}}
+    assert result.data == {"marketData": {"symbol": symbol.name, "price": "7.5"}}
     await stream.aclose()

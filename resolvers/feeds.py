@@ -1,0 +1,119 @@
+"""Live feeds: subscriptions that follow a broker channel and yield what each event names.
+
+`follow` is the one mechanism: a subscription names its channel and how to turn a message into
+what it yields (most messages carry an id, and the row is read fresh when told); `follow`
+subscribes, counts the subscription and each delivery in the metrics, and unsubscribes when the
+client stops. A feed's resolver checks its arguments, then returns `follow(...)` itself, so that
+closing the subscription closes `follow` at once. Each feed is then a few lines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import observability
+from app.broker import Message
+from app.events import user_channel
+from app.order.models import Order, Position, Trade
+from resolvers.order import owned_bot_id
+from schema.context import Info
+from schema.order import OrderType, PositionType, TradeType
+from schema.permissions import IsAuthenticated
+
+T = TypeVar("T")
+Row = TypeVar("Row", Order, Trade, Position)
+
+
+async def follow(
+    info: Info, channel: str, decode: Callable[[Message], Awaitable[T | None]]
+) -> AsyncGenerator[T, None]:
+    """What `decode` makes of each message on `channel`, skipping what it turns into None.
+
+    Each message waits its turn on the connection's sequencer, and is done once the client has
+    it (this generator resumes only after the value it yielded was sent).
+    """
+    field = info.field_name
+    sequencer = info.context.sequencer
+    observability.SUBSCRIPTIONS.labels(field=field).inc()
+    try:
+        async with info.context.runtime.broker.subscribe(channel) as messages:
+            messages.sequencer = sequencer
+            try:
+                async for message in messages:
+                    await sequencer.turn(message.seq)
+                    try:
+                        value = await decode(message)
+                        if value is not None:
+                            observability.SUBSCRIPTION_EVENTS.labels(field=field).inc()
+                            yield value
+                    finally:
+                        sequencer.done(message.seq)
+            finally:
+                messages.forget()
+    finally:
+        observability.SUBSCRIPTIONS.labels(field=field).dec()
+
+
+def event_id(message: Message) -> int:
+    """The id an event names (see app.events.Event)."""
+    return int(json.loads(message.data)["payload"]["id"])
+
+
+def owned_rows(
+    info: Info, model: type[Row], bot_id: int | None, convert: Callable[[Row], T]
+) -> Callable[[Message], Awaitable[T | None]]:
+    """Read the row an event names, if it is still there and (with `bot_id`) that bot's."""
+    owner_id = info.context.user_id
+
+    async def decode(message: Message) -> T | None:
+        async with info.context.read() as session:
+            row = await session.get(model, event_id(message))
+        if row is None or row.owner_id != owner_id:
+            return None
+        return convert(row) if bot_id is None or row.bot_id == bot_id else None
+
+    return decode
+
+
+async def _bot_filter(info: Info, bot_id: strawberry.ID | None) -> int | None:
+    session: AsyncSession
+    async with info.context.read() as session:
+        return await owned_bot_id(session, info.context.user_id, bot_id)
+
+
+@strawberry.type
+class OrderSubscription:
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description="Your orders (one bot's with `botId`) at every change of state.",
+    )
+    async def order_updates(
+        self, info: Info, bot_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[OrderType, None]:
+        rows = owned_rows(info, Order, await _bot_filter(info, bot_id), OrderType.from_model)
+        return follow(info, user_channel(info.context.user_id, "orders"), rows)
+
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description="Every fill of your orders (one bot's with `botId`).",
+    )
+    async def trade_executions(
+        self, info: Info, bot_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[TradeType, None]:
+        rows = owned_rows(info, Trade, await _bot_filter(info, bot_id), TradeType.from_model)
+        return follow(info, user_channel(info.context.user_id, "trades"), rows)
+
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description="Your positions (one bot's with `botId`) at every change.",
+    )
+    async def position_updates(
+        self, info: Info, bot_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[PositionType, None]:
+        rows = owned_rows(info, Position, await _bot_filter(info, bot_id), PositionType.from_model)
+        return follow(info, user_channel(info.context.user_id, "positions"), rows)

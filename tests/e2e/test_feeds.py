@@ -1,0 +1,87 @@
+"""Live order, trade and position feeds over a real WebSocket, fed by orders placed over HTTP.
+
+One connection holds the three subscriptions; a market order placed over HTTP must reach it
+as its order update, its trade and the position change, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.client import GraphQLClient
+from tests.e2e.server import Server
+from tests.e2e.test_websocket import TRANSPORT_WS, bearer, open_socket, receive
+
+FEEDS = {
+    "1": "subscription { orderUpdates { id status side filledQuantity } }",
+    "2": "subscription { tradeExecutions { id quantity order { id } } }",
+    "3": "subscription { positionUpdates { symbol quantity } }",
+}
+BUY = """mutation { placeOrder(input: {symbol: "BTC-USD", side: BUY, type: MARKET,
+  quantity: "0.001"}) { id } }"""
+WAIT_SECONDS = 30.0
+
+
+@pytest.fixture(scope="module")
+def server_overrides() -> dict[str, str]:
+    return {"TG_MARKET_TICK_SECONDS": "1"}
+
+
+async def _priced(api: GraphQLClient, token: str) -> None:
+    """Wait for the simulated market's first BTC-USD price (market orders need one)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECONDS
+    while loop.time() < deadline:
+        ticker = await api.data('{ ticker(symbol: "BTC-USD") { price } }', token=token)
+        if ticker["ticker"] is not None:
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail("the simulated market set no price")
+
+
+async def _next(ws: Any) -> tuple[str, dict[str, Any]]:
+    message = await receive(ws)
+    assert message["type"] == "next", message
+    assert "errors" not in message["payload"], message
+    field, value = next(iter(message["payload"]["data"].items()))
+    return field, value
+
+
+async def test_a_fill_arrives_as_order_trade_and_position_in_order(
+    market: Server, api: GraphQLClient
+) -> None:
+    _, tokens = await api.signed_up()
+    await _priced(api, tokens.access)
+    async with open_socket(market, TRANSPORT_WS, bearer(tokens)) as ws:
+        assert (await receive(ws))["type"] == "connection_ack"
+        for key, query in FEEDS.items():
+            await ws.send(json.dumps({"id": key, "type": "subscribe", "payload": {"query": query}}))
+        # Subscribing is not acknowledged: buy until a first update shows the feeds are live.
+        while True:
+            await api.data(BUY, token=tokens.access)
+            try:
+                await asyncio.wait_for(receive(ws), 0.5)
+                break
+            except TimeoutError:
+                continue
+        placed = (await api.data(BUY, token=tokens.access))["placeOrder"]["id"]
+        # Earlier buys' messages may still be on the way; this buy's come in one run.
+        while (update := await _next(ws)) != (
+            "orderUpdates",
+            {"id": placed, "status": "FILLED", "side": "BUY", "filledQuantity": "0.001"},
+        ):
+            pass
+        field, trade = await _next(ws)
+        assert (field, trade["order"]["id"], trade["quantity"]) == (
+            "tradeExecutions",
+            placed,
+            "0.001",
+        )
+        field, position = await _next(ws)
+        assert field == "positionUpdates"
+        assert position["symbol"] == "BTC-USD"
+        assert update[0] == "orderUpdates"

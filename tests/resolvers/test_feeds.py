@@ -1,0 +1,141 @@
+"""Order, trade and position feeds through the real schema and broker (both databases)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import observability
+from app.config import Settings
+from app.runtime import Runtime
+from app.user.models import User
+from resolvers.root import TradeGraphSchema
+from schema.context import Context
+from tests.factories import error_codes, make_bot, make_trader, make_user, place
+
+ORDERS = "subscription($bot: ID) { orderUpdates(botId: $bot) { id status side bot { id } } }"
+TRADES = "subscription { tradeExecutions { quantity price order { id } } }"
+POSITIONS = "subscription { positionUpdates { symbol quantity averagePrice } }"
+
+
+class Feed:
+    """One subscription, its next result awaited in the background from the start."""
+
+    def __init__(self, stream: AsyncIterator[Any]) -> None:
+        self.stream = stream
+        self.pending = asyncio.ensure_future(self._next())
+
+    async def _next(self) -> Any:
+        return await asyncio.wait_for(anext(self.stream), 5)
+
+    async def result(self) -> dict[str, Any]:
+        result = await self.pending
+        self.pending = asyncio.ensure_future(self._next())
+        assert result.errors is None, result.errors
+        data: dict[str, Any] = result.data
+        return data
+
+    async def close(self) -> None:
+        self.pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.pending
+        await self.stream.aclose()  # type: ignore[attr-defined]
+
+
+def _connection(runtime: Runtime, user: User) -> Context:
+    """The context of one WebSocket connection (its subscriptions share it)."""
+    return Context(runtime, "t", "x", user=user, long_lived=True)
+
+
+async def _open(
+    schema: TradeGraphSchema, context: Context, document: str, **variables: Any
+) -> Feed:
+    stream = await schema.subscribe(document, variable_values=variables, context_value=context)
+    assert isinstance(stream, AsyncIterator)
+    feed = Feed(stream)
+    await asyncio.sleep(0.05)  # let the subscription reach its channel
+    return feed
+
+
+async def _place(runtime: Runtime, settings: Settings, user: User, **values: Any) -> Any:
+    context = Context(runtime, "t", "x", user=user)
+    async with context.unit_of_work() as session:
+        return await place(session, settings, user, **values)
+
+
+async def test_a_fill_reaches_the_order_trade_and_position_feeds(
+    schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession, settings: Settings
+) -> None:
+    user, symbol = await make_trader(session, price="100")
+    connection = _connection(runtime, user)
+    feeds = [await _open(schema, connection, doc) for doc in (ORDERS, TRADES, POSITIONS)]
+    order = await _place(runtime, settings, user, symbol=symbol.name, quantity=Decimal(2))
+    got = [await feed.result() for feed in feeds]
+    assert got[0] == {
+        "orderUpdates": {"id": str(order.id), "status": "FILLED", "side": "BUY", "bot": None}
+    }
+    assert got[1] == {
+        "tradeExecutions": {"quantity": "2", "price": "100.05", "order": {"id": str(order.id)}}
+    }
+    assert got[2] == {
+        "positionUpdates": {"symbol": symbol.name, "quantity": "2", "averagePrice": "100.05"}
+    }
+    for feed in feeds:
+        await feed.close()
+
+
+async def test_a_bot_filter_and_another_users_orders_stay_out(
+    schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession, settings: Settings
+) -> None:
+    user, symbol = await make_trader(session, price="100")
+    watched = await make_bot(session, owner=user, symbol=symbol)
+    other = await make_bot(session, owner=user, symbol=symbol)
+    stranger = await make_user(session)
+    feed = await _open(schema, _connection(runtime, user), ORDERS, bot=str(watched.id))
+    # One transaction: its events arrive together, the filtered ones first.
+    async with Context(runtime, "t", "x", user=user).unit_of_work() as unit:
+        await place(unit, settings, user, symbol=symbol.name, bot_id=other.id)
+        await place(unit, settings, stranger, symbol=symbol.name)
+        mine = await place(unit, settings, user, symbol=symbol.name, bot_id=watched.id)
+    update = (await feed.result())["orderUpdates"]
+    assert (update["id"], update["bot"]) == (str(mine.id), {"id": str(watched.id)})
+    await feed.close()
+
+
+async def test_another_users_bot_is_not_found(
+    schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession
+) -> None:
+    owner, symbol = await make_trader(session)
+    bot = await make_bot(session, owner=owner, symbol=symbol)
+    stranger = await make_user(session)
+    stream = await schema.subscribe(
+        ORDERS, variable_values={"bot": str(bot.id)}, context_value=_connection(runtime, stranger)
+    )
+    assert isinstance(stream, AsyncIterator)
+    assert error_codes(await asyncio.wait_for(anext(stream), 5)) == ["NOT_FOUND"]
+
+
+def _active(field: str) -> float:
+    value = observability.SUBSCRIPTIONS.labels(field=field)._value.get()
+    return float(value)
+
+
+async def test_open_subscriptions_and_deliveries_are_counted(
+    schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession, settings: Settings
+) -> None:
+    user, symbol = await make_trader(session)
+    before = _active("tradeExecutions")
+    delivered = observability.SUBSCRIPTION_EVENTS.labels(field="tradeExecutions")._value.get()
+    feed = await _open(schema, _connection(runtime, user), TRADES)
+    assert _active("tradeExecutions") == before + 1
+    await _place(runtime, settings, user, symbol=symbol.name)
+    await feed.result()
+    after = observability.SUBSCRIPTION_EVENTS.labels(field="tradeExecutions")._value.get()
+    assert after == delivered + 1
+    await feed.close()
+    assert _active("tradeExecutions") == before
