@@ -81,13 +81,22 @@ class Sequencer:
 class Subscription:
     """A bounded queue of messages for one subscriber; the oldest message gives way when full."""
 
-    def __init__(self, channels: tuple[str, ...], maxsize: int) -> None:
+    def __init__(self, channels: tuple[str, ...], maxsize: int, *, lossless: bool = False) -> None:
         self.channels = channels
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=maxsize)
         self.dropped = 0
         self.sequencer: Sequencer | None = None
+        # Lossless subscribers (order, trade, position feeds) must not skip an event: when full
+        # they are marked overflowed instead, and their owner ends the subscription.
+        self.lossless = lossless
+        self.overflowed = False
 
     def deliver(self, message: Message) -> None:
+        if self.overflowed:
+            return
+        if self.queue.full() and self.lossless:
+            self.overflowed = True
+            return
         if self.queue.full():
             oldest = self.queue.get_nowait()
             self.dropped += 1
@@ -122,8 +131,12 @@ class Broker(Protocol):
         """How many messages each scope has had (see `version_scope`)."""
         ...
 
+    def local_subscribers(self, channel: str) -> int:
+        """How many of this process's subscriptions listen on `channel`."""
+        ...
+
     def subscribe(
-        self, *channels: str, maxsize: int = 1000
+        self, *channels: str, maxsize: int = 1000, lossless: bool = False
     ) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
 
     async def ping(self) -> bool: ...
@@ -183,9 +196,14 @@ class MemoryBroker:
     async def versions(self, *scopes: str) -> tuple[int, ...]:
         return tuple(self._versions.get(scope, 0) for scope in scopes)
 
+    def local_subscribers(self, channel: str) -> int:
+        return len(self._fanout.by_channel.get(channel, ()))
+
     @contextlib.asynccontextmanager
-    async def subscribe(self, *channels: str, maxsize: int = 1000) -> AsyncIterator[Subscription]:
-        subscription = Subscription(channels, maxsize)
+    async def subscribe(
+        self, *channels: str, maxsize: int = 1000, lossless: bool = False
+    ) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channels, maxsize, lossless=lossless)
         self._fanout.add(subscription)
         try:
             yield subscription
@@ -230,9 +248,14 @@ class RedisBroker:
         values = await self._redis.mget([VERSION_KEY.format(scope) for scope in scopes])
         return tuple(int(value or 0) for value in values)
 
+    def local_subscribers(self, channel: str) -> int:
+        return len(self._fanout.by_channel.get(channel, ()))
+
     @contextlib.asynccontextmanager
-    async def subscribe(self, *channels: str, maxsize: int = 1000) -> AsyncIterator[Subscription]:
-        subscription = Subscription(channels, maxsize)
+    async def subscribe(
+        self, *channels: str, maxsize: int = 1000, lossless: bool = False
+    ) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channels, maxsize, lossless=lossless)
         async with self._lock:
             fresh = self._fanout.add(subscription)
             if fresh:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     login_rate_limit: str = "10/minute"
     mutation_rate_limit: str = "300/minute"
     refresh_token_cleanup_cron: str = "17 3 * * *"
+    # Events a subscription may have waiting; past it market data drops its oldest, and an
+    # order, trade or position feed closes its connection (4429) rather than skip one.
+    subscription_queue: int = Field(default=1000, ge=1)
     # Answers to repeated trading reads kept per process (schema/response_cache.py); 0: off.
     response_cache_entries: int = Field(default=10_000, ge=0)
     response_cache_seconds: float = Field(default=60, gt=0)

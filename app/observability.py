@@ -43,6 +43,11 @@ SUBSCRIPTION_EVENTS = Counter(
     "Events delivered to subscriptions, by field",
     ["field"],
 )
+SUBSCRIPTION_OVERFLOWS = Counter(
+    "tradegraph_subscription_overflows_total",
+    "Lossless subscriptions ended (connection closed, 4429) because the client fell behind",
+    ["field"],
+)
 HTTP_REQUESTS = Counter(
     "tradegraph_http_requests_total", "HTTP requests, by path and status", ["path", "status"]
 )

@@ -29,22 +29,41 @@ T = TypeVar("T")
 Row = TypeVar("Row", Order, Trade, Position)
 
 
+TOO_SLOW = 4429  # a lossless feed fell too far behind: reconnect and read the state afresh
+
+
 async def follow(
-    info: Info, channel: str, decode: Callable[[Message], Awaitable[T | None]]
+    info: Info,
+    channel: str,
+    decode: Callable[[Message], Awaitable[T | None]],
+    *,
+    lossless: bool = False,
 ) -> AsyncGenerator[T, None]:
     """What `decode` makes of each message on `channel`, skipping what it turns into None.
 
     Each message waits its turn on the connection's sequencer, and is done once the client has
-    it (this generator resumes only after the value it yielded was sent).
+    it (this generator resumes only after the value it yielded was sent). A subscriber that
+    falls `TG_SUBSCRIPTION_QUEUE` events behind loses the oldest market data; a `lossless` one
+    (orders, trades, positions) has its connection closed with 4429 instead, since a client
+    that silently missed a fill would show wrong books.
     """
+    ctx = info.context
     field = info.field_name
-    sequencer = info.context.sequencer
+    sequencer = ctx.sequencer
+    maxsize = ctx.settings.subscription_queue
     observability.SUBSCRIPTIONS.labels(field=field).inc()
     try:
-        async with info.context.runtime.broker.subscribe(channel) as messages:
+        async with ctx.runtime.broker.subscribe(
+            channel, maxsize=maxsize, lossless=lossless
+        ) as messages:
             messages.sequencer = sequencer
             try:
                 async for message in messages:
+                    if messages.overflowed:
+                        observability.SUBSCRIPTION_OVERFLOWS.labels(field=field).inc()
+                        if ctx.close_connection is not None:
+                            await ctx.close_connection(TOO_SLOW, f"{field}: events fell behind")
+                        return
                     await sequencer.turn(message.seq)
                     try:
                         value = await decode(message)
@@ -96,7 +115,8 @@ class OrderSubscription:
         self, info: Info, bot_id: strawberry.ID | None = None
     ) -> AsyncGenerator[OrderType, None]:
         rows = owned_rows(info, Order, await _bot_filter(info, bot_id), OrderType.from_model)
-        return follow(info, user_channel(info.context.user_id, "orders"), rows)
+        channel = user_channel(info.context.user_id, "orders")
+        return follow(info, channel, rows, lossless=True)
 
     @strawberry.subscription(
         permission_classes=[IsAuthenticated],
@@ -106,7 +126,8 @@ class OrderSubscription:
         self, info: Info, bot_id: strawberry.ID | None = None
     ) -> AsyncGenerator[TradeType, None]:
         rows = owned_rows(info, Trade, await _bot_filter(info, bot_id), TradeType.from_model)
-        return follow(info, user_channel(info.context.user_id, "trades"), rows)
+        channel = user_channel(info.context.user_id, "trades")
+        return follow(info, channel, rows, lossless=True)
 
     @strawberry.subscription(
         permission_classes=[IsAuthenticated],
@@ -116,4 +137,5 @@ class OrderSubscription:
         self, info: Info, bot_id: strawberry.ID | None = None
     ) -> AsyncGenerator[PositionType, None]:
         rows = owned_rows(info, Position, await _bot_filter(info, bot_id), PositionType.from_model)
-        return follow(info, user_channel(info.context.user_id, "positions"), rows)
+        channel = user_channel(info.context.user_id, "positions")
+        return follow(info, channel, rows, lossless=True)

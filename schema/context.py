@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,10 @@ class Context:
     cacheable_as: str | None = None
     # A WebSocket connection's subscriptions deliver in the order events arrived (feeds.follow).
     sequencer: Sequencer = field(default_factory=Sequencer, repr=False)
+    # On a WebSocket: closes the connection with a code and a reason (set by the view).
+    close_connection: Callable[[int, str], Awaitable[None]] | None = field(default=None, repr=False)
+    # On a WebSocket: the timer that closes it when the access token expires.
+    expiry: asyncio.Task[None] | None = field(default=None, repr=False)
     # An HTTP request's reads share one session (one pooled connection), one use at a time.
     _session: AsyncSession | None = field(default=None, repr=False)
     _turn: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)

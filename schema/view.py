@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ from strawberry.schema.base import BaseSchema
 from strawberry.types import ExecutionResult
 
 from app import observability, security
+from app.db import utcnow
 from app.errors import DomainError
 from app.runtime import Runtime
 from schema.context import Context, bearer_token
@@ -25,6 +30,21 @@ from schema.response_cache import ResponseCache
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 CACHE_HEADER = "x-tradegraph-cache"
 STATIC = Path(__file__).resolve().parent.parent / "app" / "static"
+
+
+TOKEN_EXPIRED = 4403  # the client refreshes its token and connects again
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError):  # already closing or closed
+        await websocket.close(code=code, reason=reason)
+
+
+async def _close_at_expiry(context: Context, expires_at: datetime) -> None:
+    """An open connection lives no longer than the access token it was opened with."""
+    await asyncio.sleep(max(0.0, (expires_at - utcnow()).total_seconds()))
+    if context.close_connection is not None:
+        await context.close_connection(TOKEN_EXPIRED, "access token expired")
 
 
 class _SubResponse(Response):
@@ -54,8 +74,11 @@ class GraphQLView(GraphQL[Context, None]):
             client_address=client.host if client else "unknown",
             long_lived=request.scope["type"] == "websocket",
         )
-        if request.scope["type"] == "http":
-            request.state.graphql_context = context  # run() gives back its read session
+        # run() gives back an HTTP request's read session, and stops a connection's timer.
+        request.state.graphql_context = context
+        if isinstance(request, WebSocket):
+            context.close_connection = partial(_close, request)
+        else:
             await context.authenticate(bearer_token(request.headers.get("authorization")))
         return context
 
@@ -63,8 +86,9 @@ class GraphQLView(GraphQL[Context, None]):
         params = context.connection_params or {}
         token = bearer_token(params.get("Authorization") or params.get("authorization"))
         await context.authenticate(token)
-        if context.user is None:
+        if context.user is None or context.claims is None:
             raise ConnectionRejectionError({"message": "a valid access token is required"})
+        context.expiry = asyncio.create_task(_close_at_expiry(context, context.claims.expires_at))
         return None
 
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
@@ -82,6 +106,9 @@ class GraphQLView(GraphQL[Context, None]):
             return await super().run(request)
         finally:
             observability.WEBSOCKET_CONNECTIONS.dec()
+            context = getattr(request.state, "graphql_context", None)
+            if context is not None and context.expiry is not None:
+                context.expiry.cancel()
 
     async def _run_cached(self, request: Request) -> Response:
         """Answer a repeated read from the response cache, or run it and maybe keep it."""

@@ -128,3 +128,15 @@ async def test_a_connection_hands_out_its_messages_in_the_order_they_came() -> N
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert finished == ["first", "second"]
     await broker.aclose()
+
+
+async def test_a_lossless_subscriber_is_marked_overflowed_instead_of_dropping(
+    broker: Broker,
+) -> None:
+    async with broker.subscribe("user:3:orders", maxsize=2, lossless=True) as feed:
+        for n in range(3):
+            await broker.publish("user:3:orders", str(n))
+        await asyncio.sleep(0.05)  # Redis delivers through the reader task
+        assert feed.overflowed
+        assert feed.dropped == 0
+        assert [(await feed.get()).data for _ in range(2)] == ["0", "1"]

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from app import security
+from app.db import utcnow
+from tests.conftest import test_settings
 from tests.e2e.client import GraphQLClient
 from tests.e2e.server import Server
-from tests.e2e.test_websocket import TRANSPORT_WS, bearer, open_socket, receive
+from tests.e2e.test_websocket import (
+    ACCOUNT_UPDATES,
+    TRANSPORT_WS,
+    bearer,
+    open_socket,
+    receive,
+    until_closed,
+)
 
 FEEDS = {
     "1": "subscription { orderUpdates { id status side filledQuantity } }",
@@ -28,7 +39,8 @@ WAIT_SECONDS = 30.0
 
 @pytest.fixture(scope="module")
 def server_overrides() -> dict[str, str]:
-    return {"TG_MARKET_TICK_SECONDS": "1"}
+    # A short subscription queue, so that a burst of events outruns one subscriber.
+    return {"TG_MARKET_TICK_SECONDS": "1", "TG_SUBSCRIPTION_QUEUE": "5"}
 
 
 async def _priced(api: GraphQLClient, token: str) -> None:
@@ -85,3 +97,46 @@ async def test_a_fill_arrives_as_order_trade_and_position_in_order(
         assert field == "positionUpdates"
         assert position["symbol"] == "BTC-USD"
         assert update[0] == "orderUpdates"
+
+
+async def test_a_connection_ends_with_its_access_token(server: Server, api: GraphQLClient) -> None:
+    account, _ = await api.signed_up()
+    # A token of the server's own kind that has two seconds left.
+    settings = test_settings(access_token_minutes=5)
+    issued = utcnow() - timedelta(minutes=5) + timedelta(seconds=2)
+    token = security.create_access_token(
+        settings, user_id=int(account.id), role="user", session_id="e2e", now=issued
+    )
+    async with open_socket(server, TRANSPORT_WS, {"Authorization": f"Bearer {token}"}) as ws:
+        assert (await receive(ws))["type"] == "connection_ack"
+        subscribe = {"id": "1", "type": "subscribe", "payload": {"query": ACCOUNT_UPDATES}}
+        await ws.send(json.dumps(subscribe))
+        messages, code = await until_closed(ws)
+    assert code == 4403
+    assert messages == []
+
+
+async def test_a_subscriber_that_falls_behind_is_closed_not_skipped(
+    server: Server, api: GraphQLClient
+) -> None:
+    _, tokens = await api.signed_up()
+    resting = """mutation { placeOrder(input: {symbol: "BTC-USD", side: BUY, type: LIMIT,
+      quantity: "0.001", price: "10000"}) { id } }"""
+    for _ in range(40):
+        await api.data(resting, token=tokens.access)
+    async with open_socket(server, TRANSPORT_WS, bearer(tokens)) as ws:
+        assert (await receive(ws))["type"] == "connection_ack"
+        subscribe = {"id": "1", "type": "subscribe", "payload": {"query": FEEDS["1"]}}
+        await ws.send(json.dumps(subscribe))
+        # Live once one order's update arrives; then one transaction cancels 41 orders at once.
+        while True:
+            await api.data(resting, token=tokens.access)
+            try:
+                await asyncio.wait_for(receive(ws), 0.5)
+                break
+            except TimeoutError:
+                continue
+        await api.data("mutation { cancelAllOrders { id } }", token=tokens.access)
+        messages, code = await until_closed(ws)
+    assert code == 4429
+    assert len(messages) < 41  # it was closed rather than handed a gap

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import observability
+from app import events, observability
 from app.config import Settings
 from app.runtime import Runtime
 from app.user.models import User
@@ -55,11 +55,19 @@ def _connection(runtime: Runtime, user: User) -> Context:
 async def _open(
     schema: TradeGraphSchema, context: Context, document: str, **variables: Any
 ) -> Feed:
+    """Subscribe, and return once the subscription listens (its first reads are done: the
+    tests' sessions share one connection and must not interleave)."""
+    topic = {ORDERS: "orders", TRADES: "trades", POSITIONS: "positions"}[document]
+    channel = events.user_channel(context.user_id, topic)
+    already = context.runtime.broker.local_subscribers(channel)
     stream = await schema.subscribe(document, variable_values=variables, context_value=context)
     assert isinstance(stream, AsyncIterator)
     feed = Feed(stream)
-    await asyncio.sleep(0.05)  # let the subscription reach its channel
-    return feed
+    for _ in range(500):
+        if context.runtime.broker.local_subscribers(channel) > already:
+            return feed
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no subscription on {channel}")
 
 
 async def _place(runtime: Runtime, settings: Settings, user: User, **values: Any) -> Any:
