@@ -1,0 +1,228 @@
+"""Benchmark live feeds: N WebSocket subscribers on one server process, events published at a
+fixed rate, deliveries per second and delivery latency.
+
+    .venv/bin/python -m bench.subscriptions [--subscribers 1000] [--ticks 10] [--orders 100]
+
+Production mode (PostgreSQL and Redis, as bench.api: `TG_BENCH_POSTGRES_ADMIN`, `TG_BENCH_REDIS`).
+Every subscriber is a user of its own with one connection (graphql-transport-ws) holding
+`marketData(symbol: "BTC-USD")` and `orderUpdates`. The publisher sends `--ticks` BTC-USD
+prices a second (each reaches every subscriber) and `--orders` order events a second spread
+over the users (each reaches one), straight into Redis as a worker would. Latency is from the
+publish to the client's receipt of the GraphQL message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import redis.asyncio as aioredis
+import uvloop
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from app import events, security
+from app.config import load_settings
+from app.db import make_engine, make_session_factory
+from app.market import service as market_service
+from app.market.service import TickerView
+from app.migrate import upgrade_async
+from app.order.accounting import Side
+from app.order.models import Order, OrderStatus, OrderType, TimeInForce
+from app.user.models import Role, User
+from bench.load import server
+
+ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+DATABASE = "tg_bench_subscriptions"
+FEEDS = {
+    "m": 'subscription { marketData(symbol: "BTC-USD") { price updatedAt } }',
+    "o": "subscription { orderUpdates { id } }",
+}
+
+
+async def seed(database_url: str, count: int) -> list[tuple[int, int]]:
+    """`count` users with one resting order each; returns (user id, order id) pairs."""
+    admin = create_async_engine(os.environ.get("TG_BENCH_POSTGRES_ADMIN", ADMIN_URL))
+    async with admin.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        await connection.execute(text(f"CREATE DATABASE {DATABASE}"))
+    await admin.dispose()
+    await upgrade_async(database_url)
+    engine = make_engine(database_url)
+    hashed = security.hash_password("bench password 123")
+    async with make_session_factory(engine)() as session:
+        symbol = await market_service.get_symbol_by_name(session, name="BTC-USD")
+        rows = [
+            {
+                "email": f"feed{n}@example.com",
+                "password_hash": hashed,
+                "display_name": f"Feed {n}",
+                "role": Role.USER,
+                "is_active": True,
+            }
+            for n in range(count)
+        ]
+        users = (await session.scalars(insert(User).returning(User.id), rows)).all()
+        orders = [
+            {
+                "owner_id": user_id,
+                "symbol_id": symbol.id,
+                "side": Side.BUY,
+                "type": OrderType.LIMIT,
+                "time_in_force": TimeInForce.GTC,
+                "quantity": Decimal("0.001"),
+                "price": Decimal(10000),
+                "status": OrderStatus.OPEN,
+            }
+            for user_id in users
+        ]
+        ids = (await session.scalars(insert(Order).returning(Order.id), orders)).all()
+        await session.commit()
+    await engine.dispose()
+    return list(zip(users, ids, strict=True))
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.order_sent: dict[str, float] = {}
+        self.measuring = False
+        self.live: set[int] = set()
+
+
+async def subscriber(url: str, token: str, number: int, tally: Tally) -> ClientConnection:
+    ws = await connect(url, subprotocols=[Subprotocol("graphql-transport-ws")], max_queue=None)
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": token}}))
+    ack = json.loads(await ws.recv())
+    assert ack["type"] == "connection_ack", ack
+    for key, query in FEEDS.items():
+        await ws.send(json.dumps({"id": key, "type": "subscribe", "payload": {"query": query}}))
+    asyncio.get_running_loop().create_task(_read(ws, number, tally))
+    return ws
+
+
+async def _read(ws: ClientConnection, number: int, tally: Tally) -> None:
+    async for raw in ws:
+        received = time.time()
+        message = json.loads(raw)
+        if message.get("type") != "next":
+            continue
+        tally.live.add(number)
+        if not tally.measuring:
+            continue
+        data = message["payload"]["data"]
+        if "marketData" in data:
+            sent = datetime.fromisoformat(data["marketData"]["updatedAt"]).timestamp()
+            tally.latencies["marketData"].append((received - sent) * 1000)
+        elif "orderUpdates" in data:
+            sent = tally.order_sent.get(data["orderUpdates"]["id"], received)
+            tally.latencies["orderUpdates"].append((received - sent) * 1000)
+
+
+def _tick(price: Decimal) -> str:
+    view = TickerView("BTC-USD", price, datetime.now(UTC), None, None)
+    channel = market_service.ticker_channel("BTC-USD")
+    return events.Event(channel, "ticker.changed", view.to_payload()).encode()
+
+
+async def publish(
+    redis: aioredis.Redis, pairs: list[tuple[int, int]], tally: Tally, *, ticks: int, orders: int
+) -> None:
+    """Ticks and order events at their rates, forever (the caller cancels)."""
+    period = 1 / max(ticks + orders, 1)
+    n = 0
+    while True:
+        n += 1
+        if n % (ticks + orders) < ticks:
+            await redis.publish("market:BTC-USD:ticker", _tick(Decimal(50000 + n % 100)))
+        else:
+            user_id, order_id = pairs[n % len(pairs)]
+            tally.order_sent[str(order_id)] = time.time()
+            channel = events.user_channel(user_id, "orders")
+            await redis.publish(
+                channel, events.Event(channel, "order.updated", {"id": order_id}).encode()
+            )
+        await asyncio.sleep(period)
+
+
+async def measure(base_url: str, pairs: list[tuple[int, int]], args: argparse.Namespace) -> None:
+    settings = load_settings()
+    tally = Tally()
+    url = base_url.replace("http", "ws") + "/graphql"
+    sockets = []
+    for number, (user_id, _) in enumerate(pairs):
+        token = security.create_access_token(settings, user_id=user_id, role="user", session_id="b")
+        sockets.append(await subscriber(url, f"Bearer {token}", number, tally))
+    redis = aioredis.Redis.from_url(os.environ["TG_REDIS_URL"])
+    while len(tally.live) < len(pairs):  # subscribing is not acknowledged: tick until all hear
+        await redis.publish("market:BTC-USD:ticker", _tick(Decimal(50000)))
+        await asyncio.sleep(0.5)
+    publisher = asyncio.create_task(
+        publish(redis, pairs, tally, ticks=args.ticks, orders=args.orders)
+    )
+    await asyncio.sleep(1)
+    tally.measuring, started = True, time.perf_counter()
+    await asyncio.sleep(args.seconds)
+    tally.measuring, elapsed = False, time.perf_counter() - started
+    publisher.cancel()
+    for ws in sockets:
+        await ws.close()
+    await redis.aclose()
+    report(tally, elapsed, args)
+
+
+def report(tally: Tally, elapsed: float, args: argparse.Namespace) -> None:
+    print(  # noqa: T201
+        f"subscriptions benchmark, one server process, PostgreSQL + Redis, {args.subscribers} "
+        f"subscribers, {args.ticks} ticks/s to all, {args.orders} order events/s to one each"
+    )
+    every = [x for values in tally.latencies.values() for x in values]
+    for name, values in [*tally.latencies.items(), ("all", every)]:
+        if len(values) < 2:
+            print(f"{name:<14} no deliveries")  # noqa: T201
+            continue
+        q = statistics.quantiles(values, n=100)
+        print(  # noqa: T201
+            f"{name:<14} {len(values) / elapsed:>9.0f} deliveries/s   p50 {q[49]:7.1f} ms"
+            f"   p95 {q[94]:7.1f} ms   p99 {q[98]:7.1f} ms"
+        )
+    expected = args.ticks * args.subscribers + args.orders
+    print(f"expected about {expected} deliveries/s if every event reached every subscriber")  # noqa: T201
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--ticks", type=int, default=10)
+    parser.add_argument("--orders", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    admin = os.environ.get("TG_BENCH_POSTGRES_ADMIN", ADMIN_URL)
+    database_url = admin.rsplit("/", 1)[0] + f"/{DATABASE}"
+    env = {
+        "TG_DATABASE_URL": database_url,
+        "TG_REDIS_URL": os.environ.get("TG_BENCH_REDIS", "redis://127.0.0.1:6379/8"),
+        "TG_MARKET_TICK_SECONDS": "0",
+        "TG_ACCESS_TOKEN_MINUTES": "60",
+    }
+    os.environ.update(env)
+    pairs = asyncio.run(seed(database_url, args.subscribers))
+    with (
+        server(env, port=8768) as base_url,
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+    ):
+        runner.run(measure(base_url, pairs, args))
+
+
+if __name__ == "__main__":
+    main()
