@@ -60,6 +60,7 @@ async def follow(
             try:
                 async for message in messages:
                     if messages.overflowed:
+                        sequencer.done(message.seq)
                         observability.SUBSCRIPTION_OVERFLOWS.labels(field=field).inc()
                         if ctx.close_connection is not None:
                             await ctx.close_connection(TOO_SLOW, f"{field}: events fell behind")
