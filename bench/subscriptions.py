@@ -98,6 +98,7 @@ class Tally:
         self.order_sent: dict[str, float] = {}
         self.measuring = False
         self.live: set[int] = set()
+        self.client_cpu = 0.0
 
 
 async def subscriber(url: str, token: str, number: int, tally: Tally) -> ClientConnection:
@@ -171,9 +172,10 @@ async def measure(base_url: str, pairs: list[tuple[int, int]], args: argparse.Na
         publish(redis, pairs, tally, ticks=args.ticks, orders=args.orders)
     )
     await asyncio.sleep(1)
-    tally.measuring, started = True, time.perf_counter()
+    tally.measuring, started, cpu = True, time.perf_counter(), time.process_time()
     await asyncio.sleep(args.seconds)
     tally.measuring, elapsed = False, time.perf_counter() - started
+    tally.client_cpu = (time.process_time() - cpu) / elapsed
     publisher.cancel()
     for ws in sockets:
         await ws.close()
@@ -196,6 +198,8 @@ def report(tally: Tally, elapsed: float, args: argparse.Namespace) -> None:
             f"{name:<14} {len(values) / elapsed:>9.0f} deliveries/s   p50 {q[49]:7.1f} ms"
             f"   p95 {q[94]:7.1f} ms   p99 {q[98]:7.1f} ms"
         )
+    # Clients and server share two cores: a client near a full core measures itself too.
+    print(f"the clients (one process) used {tally.client_cpu:.0%} of a core")  # noqa: T201
     expected = args.ticks * args.subscribers + args.orders
     print(f"expected about {expected} deliveries/s if every event reached every subscriber")  # noqa: T201
 

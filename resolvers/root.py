@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
 from decimal import Decimal
 from typing import Any
@@ -21,13 +22,16 @@ from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from app.broker import Sequencer
 from app.config import Settings
 from resolvers.bot import BotMutation, BotQuery
+from resolvers.broadcast import Broadcasts, group_key, shared_field
 from resolvers.feeds import OrderSubscription
 from resolvers.market import MarketMutation, MarketQuery, MarketSubscription
 from resolvers.order import OrderMutation, OrderQuery
 from resolvers.strategy import StrategyMutation, StrategyQuery
 from resolvers.user import UserMutation, UserQuery, UserSubscription
+from schema.context import Context
 from schema.errors import ErrorFormatter, format_errors
 from schema.extensions import CacheableRead, Metrics, MutationRateLimit
 from schema.scalars import DecimalScalar
@@ -49,6 +53,10 @@ class Subscription(UserSubscription, MarketSubscription, OrderSubscription):
 
 
 class TradeGraphSchema(strawberry.Schema):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.broadcasts = Broadcasts()
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -71,16 +79,36 @@ class TradeGraphSchema(strawberry.Schema):
         return result
 
     async def stream(self, *args: Any, **kwargs: Any) -> Any:
-        # A subscription's results come one by one, past the operation hooks where the error
-        # formatter works: each is formatted here (both WebSocket protocols come through).
-        result = await super().stream(*args, **kwargs)
+        # Subscriptions everyone may share (market data) run once per distinct document: see
+        # resolvers/broadcast.py. Every stream's results are formatted here, one by one, past
+        # the operation hooks where the error formatter works (both WebSocket protocols).
+        query = kwargs.get("query", args[0] if args else None)
+        operation_name = kwargs.get("operation_name")
         context = kwargs.get("context_value")
         request_id = getattr(context, "request_id", None)
-        if isinstance(result, ExecutionResult):
-            return _formatted(result, request_id)
-        if isinstance(result, AsyncGenerator):
-            return _formatted_stream(result, request_id)
-        return result
+        own_stream = super().stream
+        shared = shared_field(query, operation_name)
+        if shared is not None and isinstance(context, Context) and query is not None:
+
+            async def start() -> Any:
+                # The group's own context: its reads and turns are not one member's.
+                alone = dataclasses.replace(
+                    context, sequencer=Sequencer(), close_connection=None, expiry=None
+                )
+                source = await own_stream(*args, **{**kwargs, "context_value": alone})
+                return _formatted_any(source, request_id)
+
+            key = group_key(query, kwargs.get("variable_values"), operation_name)
+            return self.broadcasts.join(key, shared, start)
+        return _formatted_any(await own_stream(*args, **kwargs), request_id)
+
+
+def _formatted_any(result: Any, request_id: str | None) -> Any:
+    if isinstance(result, ExecutionResult):
+        return _formatted(result, request_id)
+    if isinstance(result, AsyncGenerator):
+        return _formatted_stream(result, request_id)
+    return result
 
 
 def _formatted(result: ExecutionResult, request_id: str | None) -> ExecutionResult:
