@@ -7,15 +7,19 @@ as its order update, its trade and the position change, in that order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from app import security
 from app.db import utcnow
-from tests.conftest import test_settings
+from tests.conftest import REDIS_URL, test_settings
 from tests.e2e.client import GraphQLClient
 from tests.e2e.server import Server
 from tests.e2e.test_websocket import (
@@ -117,8 +121,16 @@ async def test_a_connection_ends_with_its_access_token(server: Server, api: Grap
 
 
 async def test_a_subscriber_that_falls_behind_is_closed_not_skipped(
-    server: Server, api: GraphQLClient
+    embedded_server: Server,
 ) -> None:
+    """Embedded, where one transaction's events reach the queues in one burst. Through Redis
+    they trickle in as the reader takes them, and whether a subscriber falls behind is a race;
+    the overflow itself is the same code, tested on Redis in tests/app/test_broker.py."""
+    async with httpx.AsyncClient(base_url=embedded_server.base_url, timeout=10.0) as http:
+        await _falls_behind(embedded_server, GraphQLClient(http))
+
+
+async def _falls_behind(server: Server, api: GraphQLClient) -> None:
     _, tokens = await api.signed_up()
     resting = """mutation { placeOrder(input: {symbol: "BTC-USD", side: BUY, type: LIMIT,
       quantity: "0.001", price: "10000"}) { id } }"""
@@ -140,3 +152,68 @@ async def test_a_subscriber_that_falls_behind_is_closed_not_skipped(
         messages, code = await until_closed(ws)
     assert code == 4429
     assert len(messages) < 41  # it was closed rather than handed a gap
+
+
+RESTING = """mutation { placeOrder(input: {symbol: "BTC-USD", side: BUY, type: LIMIT,
+  quantity: "0.001", price: "10000"}) { id } }"""
+
+
+async def _live(ws: Any, api: GraphQLClient, token: str) -> str:
+    """Place resting orders until one's update arrives; returns the id of one placed after."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECONDS
+    while loop.time() < deadline:
+        await api.data(RESTING, token=token)
+        try:
+            await asyncio.wait_for(receive(ws), 0.5)
+            break
+        except TimeoutError:
+            continue
+    else:
+        pytest.fail(f"no order update within {WAIT_SECONDS} s")
+    placed: str = (await api.data(RESTING, token=token))["placeOrder"]["id"]
+    return placed
+
+
+async def _update_for(ws: Any, order_id: str) -> dict[str, Any]:
+    while True:
+        field, update = await _next(ws)
+        if field == "orderUpdates" and update["id"] == order_id:
+            return update
+
+
+@contextlib.asynccontextmanager
+async def order_feed(
+    http_server: Server, ws_server: Server
+) -> AsyncIterator[tuple[GraphQLClient, str, Any]]:
+    """A new user, an HTTP client on one server and an `orderUpdates` feed on another."""
+    async with httpx.AsyncClient(base_url=http_server.base_url, timeout=10.0) as http:
+        api = GraphQLClient(http)
+        _, tokens = await api.signed_up()
+        async with open_socket(ws_server, TRANSPORT_WS, bearer(tokens)) as ws:
+            assert (await receive(ws))["type"] == "connection_ack"
+            subscribe = {"id": "1", "type": "subscribe", "payload": {"query": FEEDS["1"]}}
+            await ws.send(json.dumps(subscribe))
+            yield api, tokens.access, ws
+
+
+async def test_an_order_placed_through_one_replica_reaches_a_feed_on_the_other(
+    production_server: Server, production_replica: Server
+) -> None:
+    async with order_feed(production_server, production_replica) as (api, token, ws):
+        placed = await _live(ws, api, token)
+        assert (await _update_for(ws, placed))["status"] == "OPEN"
+
+
+async def test_feeds_go_on_after_redis_drops_the_connection(production_server: Server) -> None:
+    async with order_feed(production_server, production_server) as (api, token, ws):
+        await _update_for(ws, await _live(ws, api, token))
+        redis = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            killed = await redis.client_kill_filter(_type="pubsub")
+        finally:
+            await redis.aclose()
+        assert killed >= 1
+        # The server reconnects and subscribes again; orders placed from then on arrive.
+        placed = await _live(ws, api, token)
+        assert (await _update_for(ws, placed))["status"] == "OPEN"
