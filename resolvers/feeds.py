@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import observability
 from app.broker import Message
@@ -101,7 +100,6 @@ def owned_rows(
 
 
 async def _bot_filter(info: Info, bot_id: strawberry.ID | None) -> int | None:
-    session: AsyncSession
     async with info.context.read() as session:
         return await owned_bot_id(session, info.context.user_id, bot_id)
 
