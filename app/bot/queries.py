@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bot.models import Bot, BotStatus
 from app.errors import NotFound
 from app.market.models import Timeframe
+from app.order import service as order_service
 from app.order.models import ZERO, Position
 from app.pagination import Page, paginate
 
@@ -68,12 +69,6 @@ async def count_using_strategy(session: AsyncSession, *, strategy_id: int) -> tu
     return len(statuses), sum(1 for status in statuses if status is BotStatus.RUNNING)
 
 
-async def positions_of(session: AsyncSession, bot: Bot) -> list[Position]:
-    """Every position row of the bot: its symbol's, and flat ones of symbols it traded before."""
-    query = select(Position).where(Position.owner_id == bot.owner_id, Position.bot_key == bot.id)
-    return list((await session.scalars(query.order_by(Position.id))).all())
-
-
 async def holding(session: AsyncSession, bot: Bot) -> Decimal:
     """What the bot holds of its symbol (zero when flat or when it never traded)."""
     held = await session.scalar(
@@ -91,5 +86,8 @@ async def capital(session: AsyncSession, bot: Bot) -> Decimal:
 
     Unrealised gains do not count: the bot sizes entries only when flat, when there are none.
     """
-    realised = sum((p.realized_pnl for p in await positions_of(session, bot)), ZERO)
+    every = await order_service.list_positions(
+        session, owner_id=bot.owner_id, bot_id=bot.id, include_flat=True
+    )
+    realised = sum((p.realized_pnl for p in every), ZERO)
     return bot.allocated_capital + realised

@@ -28,7 +28,6 @@ from app.bot.models import Bot, BotMode, BotStatus
 from app.bot.queries import get_owned as get_owned
 from app.bot.queries import holding as holding
 from app.bot.queries import list_bots as list_bots
-from app.bot.queries import positions_of
 from app.bot.queries import running_bots as running_bots
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound
@@ -149,7 +148,7 @@ async def delete(session: AsyncSession, settings: Settings, *, owner_id: int, bo
     bot = await get_owned(session, owner_id=owner_id, bot_id=bot_id, for_update=True)
     if bot.status is BotStatus.RUNNING:
         raise Conflict(f"bot {bot_id} is running; stop it before deleting it")
-    if any(p.quantity != ZERO for p in await positions_of(session, bot)):
+    if await order_service.list_positions(session, owner_id=owner_id, bot_id=bot.id):
         raise Conflict(
             f"bot {bot_id} holds a position; stop it with its position closed before deleting it"
         )
