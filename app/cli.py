@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import getpass
 import os
 import sys
@@ -31,6 +32,21 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def settle_collector() -> None:
+    """Keep the garbage collector's pauses short in a long-running server process.
+
+    With 1,000 open subscriptions the heap holds some 400,000 objects, and Python's default
+    thresholds ran a full collection every few seconds, each stopping every feed for up to
+    400 ms (bench/subscriptions: p99 over 300 ms). What start-up built (modules, the schema,
+    the ORM's mappers) is frozen, so no collection walks it again; and a young collection runs
+    every 50,000 allocations instead of 700, so far fewer short-lived objects (events in
+    flight) survive by chance into the old generations and bring on the full collections.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 @cli.command()
 def serve(
     host: str | None = typer.Option(None, help="Address to bind (default TG_HOST)."),
@@ -43,14 +59,18 @@ def serve(
     settings = _settings()
     if migrate:
         _migrate(settings)
+    from app.main import create_app
+
+    app = create_app(settings)
+    settle_collector()
     uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+        app,
         host=host or settings.host,
         port=settings.port if port is None else port,
         log_config=None,
         proxy_headers=True,
         ws_max_size=settings.max_body_bytes,
+        ws_per_message_deflate=settings.ws_compression,
     )
 
 

@@ -87,15 +87,18 @@ def ensure_sqlite_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         ensure_sqlite_directory(url)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    # A fixed pool, no overflow: an overflow connection is opened for a burst and closed when
+    # it is given back, and opening one stalls the event loop (asyncpg builds an SSL context
+    # for `sslmode=prefer`: about 30 ms here), which every open subscription then feels.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+        url, echo=echo, pool_size=pool_size, max_overflow=0, pool_pre_ping=False
     )
 
 

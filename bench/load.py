@@ -284,9 +284,27 @@ def fetch(base_url: str, request: Request) -> bytes:
     return body
 
 
+@dataclass
+class Served:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far (Linux: /proc), for a share of a core."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def server(env: dict[str, str], port: int = 8765) -> Iterator[str]:
     """Migrate, then start one `tradegraph serve` process; yields its base URL."""
+    with served(env, port) as process:
+        yield process.url
+
+
+@contextmanager
+def served(env: dict[str, str], port: int = 8765) -> Iterator[Served]:
+    """`server`, also telling the process (its id, its CPU time)."""
     full_env = {**os.environ, "TG_LOG_LEVEL": "WARNING", **env}
     tradegraph = str(Path(sys.executable).parent / "tradegraph")
     subprocess.run([tradegraph, "migrate"], env=full_env, check=True, cwd=ROOT)
@@ -303,7 +321,7 @@ def server(env: dict[str, str], port: int = 8765) -> Iterator[str]:
                 time.sleep(0.1)
         else:
             raise RuntimeError("the server did not start")
-        yield base_url
+        yield Served(base_url, process.pid)
     finally:
         process.terminate()
         process.wait(10)

@@ -20,6 +20,7 @@ import os
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -31,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from app import events, security
+from app.cli import settle_collector
 from app.config import load_settings
 from app.db import make_engine, make_session_factory
 from app.market import service as market_service
@@ -39,7 +41,7 @@ from app.migrate import upgrade_async
 from app.order.accounting import Side
 from app.order.models import Order, OrderStatus, OrderType, TimeInForce
 from app.user.models import Role, User
-from bench.load import server
+from bench.load import Served, served
 
 ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DATABASE = "tg_bench_subscriptions"
@@ -99,6 +101,7 @@ class Tally:
         self.measuring = False
         self.live: set[int] = set()
         self.client_cpu = 0.0
+        self.server_cpu = 0.0
 
 
 async def subscriber(url: str, token: str, number: int, tally: Tally) -> ClientConnection:
@@ -139,31 +142,46 @@ def _tick(price: Decimal) -> str:
 async def publish(
     redis: aioredis.Redis, pairs: list[tuple[int, int]], tally: Tally, *, ticks: int, orders: int
 ) -> None:
-    """Ticks and order events at their rates, forever (the caller cancels)."""
-    period = 1 / max(ticks + orders, 1)
-    n = 0
+    """Ticks and order events, each evenly spaced at its rate, forever (the caller cancels)."""
+
+    async def tick(n: int) -> None:
+        await redis.publish("market:BTC-USD:ticker", _tick(Decimal(50000 + n % 100)))
+
+    async def order(n: int) -> None:
+        user_id, order_id = pairs[n % len(pairs)]
+        tally.order_sent[str(order_id)] = time.time()
+        channel = events.user_channel(user_id, "orders")
+        await redis.publish(
+            channel, events.Event(channel, "order.updated", {"id": order_id}).encode()
+        )
+
+    async with asyncio.TaskGroup() as group:
+        for rate, send in ((ticks, tick), (orders, order)):
+            if rate:
+                group.create_task(_paced(rate, send))
+
+
+async def _paced(rate: int, send: Callable[[int], Awaitable[None]]) -> None:
+    """`send(n)` at `rate` a second on a fixed schedule: a late one is sent at once, not lost."""
+    loop = asyncio.get_running_loop()
+    start, n = loop.time(), 0
     while True:
+        await send(n)
         n += 1
-        if n % (ticks + orders) < ticks:
-            await redis.publish("market:BTC-USD:ticker", _tick(Decimal(50000 + n % 100)))
-        else:
-            user_id, order_id = pairs[n % len(pairs)]
-            tally.order_sent[str(order_id)] = time.time()
-            channel = events.user_channel(user_id, "orders")
-            await redis.publish(
-                channel, events.Event(channel, "order.updated", {"id": order_id}).encode()
-            )
-        await asyncio.sleep(period)
+        await asyncio.sleep(max(0.0, start + n / rate - loop.time()))
 
 
-async def measure(base_url: str, pairs: list[tuple[int, int]], args: argparse.Namespace) -> None:
+async def measure(target: Served, pairs: list[tuple[int, int]], args: argparse.Namespace) -> None:
     settings = load_settings()
     tally = Tally()
-    url = base_url.replace("http", "ws") + "/graphql"
+    url = target.url.replace("http", "ws") + "/graphql"
     sockets = []
     for number, (user_id, _) in enumerate(pairs):
         token = security.create_access_token(settings, user_id=user_id, role="user", session_id="b")
         sockets.append(await subscriber(url, f"Bearer {token}", number, tally))
+    # The clients' own collector pauses would count as delivery latency: settle it as the
+    # server does (app/cli.py).
+    settle_collector()
     redis = aioredis.Redis.from_url(os.environ["TG_REDIS_URL"])
     while len(tally.live) < len(pairs):  # subscribing is not acknowledged: tick until all hear
         await redis.publish("market:BTC-USD:ticker", _tick(Decimal(50000)))
@@ -172,10 +190,12 @@ async def measure(base_url: str, pairs: list[tuple[int, int]], args: argparse.Na
         publish(redis, pairs, tally, ticks=args.ticks, orders=args.orders)
     )
     await asyncio.sleep(1)
-    tally.measuring, started, cpu = True, time.perf_counter(), time.process_time()
+    tally.measuring, started = True, time.perf_counter()
+    cpu, server_cpu = time.process_time(), target.cpu_seconds()
     await asyncio.sleep(args.seconds)
     tally.measuring, elapsed = False, time.perf_counter() - started
     tally.client_cpu = (time.process_time() - cpu) / elapsed
+    tally.server_cpu = (target.cpu_seconds() - server_cpu) / elapsed
     publisher.cancel()
     for ws in sockets:
         await ws.close()
@@ -199,7 +219,10 @@ def report(tally: Tally, elapsed: float, args: argparse.Namespace) -> None:
             f"   p95 {q[94]:7.1f} ms   p99 {q[98]:7.1f} ms"
         )
     # Clients and server share two cores: a client near a full core measures itself too.
-    print(f"the clients (one process) used {tally.client_cpu:.0%} of a core")  # noqa: T201
+    print(  # noqa: T201
+        f"the server used {tally.server_cpu:.0%} of a core, "
+        f"the clients (one process) {tally.client_cpu:.0%}"
+    )
     expected = args.ticks * args.subscribers + args.orders
     print(f"expected about {expected} deliveries/s if every event reached every subscriber")  # noqa: T201
 
@@ -222,10 +245,10 @@ def main() -> None:
     os.environ.update(env)
     pairs = asyncio.run(seed(database_url, args.subscribers))
     with (
-        server(env, port=8768) as base_url,
+        served(env, port=8768) as target,
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        runner.run(measure(base_url, pairs, args))
+        runner.run(measure(target, pairs, args))
 
 
 if __name__ == "__main__":

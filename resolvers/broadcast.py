@@ -4,9 +4,10 @@ A thousand clients on `marketData(symbol: "BTC-USD") { price }` would each execu
 selection on every tick. Instead, the subscriptions with the same document, variables and
 operation name join one group: the group runs the subscription once (with the first member's
 context, which only serves to check the sign-in every member passed at connection time) and
-hands each result to every member, whose transport then only serialises and sends it. The
-group ends with its last member. Only root fields in `SHARED` qualify: their results depend on
-nothing of the user.
+hands each result to every member. The result's payload is serialised once (schema/wire.py);
+each member's transport only splices in its operation id and sends it. The group ends with
+its last member. Only root fields in `SHARED` qualify: their results depend on nothing of the
+user.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any
 
 from graphql import FieldNode, OperationDefinitionNode, OperationType, parse
 from graphql.error import GraphQLError
+from strawberry.types import ExecutionResult
 
 from app import observability
+from schema.wire import SharedData
 
 SHARED = frozenset({"marketData", "candles"})
 # What a member may have waiting; market data gives way oldest first, like the feed itself.
@@ -91,6 +94,8 @@ class Broadcasts:
                 self._hand_out(group, source)  # an error before execution: everyone's
                 return
             async for result in source:
+                if isinstance(result, ExecutionResult) and result.data is not None:
+                    result.data = SharedData(result.data)  # serialised once for all members
                 self._hand_out(group, result)
                 # The source counted one delivery; each further member is one more.
                 extra = max(len(group.members) - 1, 0)

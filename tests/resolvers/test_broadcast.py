@@ -18,6 +18,7 @@ from app.user.models import User
 from resolvers.broadcast import shared_field
 from resolvers.root import TradeGraphSchema
 from schema.context import Context
+from schema.wire import SharedData
 from tests.factories import make_symbol, make_user
 
 PRICE = "subscription($s: String!) { marketData(symbol: $s) { symbol price } }"
@@ -78,6 +79,10 @@ async def test_members_of_one_document_share_one_execution(
         at = datetime(2026, 1, 1, tzinfo=UTC)
         await market_service.set_price(unit, symbol_id=symbol.id, price=Decimal("7.5"), at=at)
     results = [(await asyncio.wait_for(p, 5)).data for p in pending]
+    # One execution per document: its members hold one result, serialised once (schema/wire).
+    assert isinstance(results[0], SharedData)
+    assert results[0] is results[1]
+    assert results[2] is not results[0]
     assert results == [
         {"marketData": {"symbol": symbol.name, "price": "7.5"}},
         {"marketData": {"symbol": symbol.name, "price": "7.5"}},
