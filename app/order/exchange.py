@@ -10,12 +10,13 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events
 from app.config import Settings
+from app.db import utcnow
 from app.errors import InvalidInput
 from app.market.models import Symbol
 from app.order.accounting import PLACES, PositionState, Side, apply_fill, fee_for, round_to_step
@@ -267,13 +268,20 @@ async def cancel_all_orders(
 
 
 async def reset_account(session: AsyncSession, settings: Settings, *, owner_id: int) -> Account:
-    """Back to the starting cash: open orders cancelled, positions gone; trades stay as history."""
+    """Back to the starting cash: open orders cancelled, positions flat with nothing realised;
+    trades stay as history. The position rows stay too, so that a position feed reads each one
+    going flat (a deleted row would have nothing to show)."""
     account = await locked_account(session, settings, owner_id=owner_id)
     await cancel_all_orders(session, settings, owner_id=owner_id)
     positions = await session.scalars(select(Position.id).where(Position.owner_id == owner_id))
     for position_id in positions.all():
         record(session, owner_id, "positions", "position.changed", position_id)
-    await session.execute(delete(Position).where(Position.owner_id == owner_id))
+    await session.execute(
+        update(Position)
+        .where(Position.owner_id == owner_id)
+        .values(quantity=ZERO, average_price=ZERO, realized_pnl=ZERO, updated_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
     account.balance = settings.paper_starting_balance
     account.reserved = ZERO
     # The cash changed even when no order or position did.

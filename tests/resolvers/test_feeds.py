@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events, observability
 from app.config import Settings
+from app.order import exchange
 from app.runtime import Runtime
 from app.user.models import User
 from resolvers.root import TradeGraphSchema
@@ -95,6 +96,20 @@ async def test_a_fill_reaches_the_order_trade_and_position_feeds(
     }
     for feed in feeds:
         await feed.close()
+
+
+async def test_a_reset_account_shows_its_positions_going_flat(
+    schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession, settings: Settings
+) -> None:
+    user, symbol = await make_trader(session, price="100")
+    await _place(runtime, settings, user, symbol=symbol.name, quantity=Decimal(2))
+    feed = await _open(schema, _connection(runtime, user), POSITIONS)
+    async with Context(runtime, "t", "x", user=user).unit_of_work() as unit:
+        await exchange.reset_account(unit, settings, owner_id=user.id)
+    assert await feed.result() == {
+        "positionUpdates": {"symbol": symbol.name, "quantity": "0", "averagePrice": "0"}
+    }
+    await feed.close()
 
 
 async def test_a_bot_filter_and_another_users_orders_stay_out(

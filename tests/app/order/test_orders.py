@@ -154,6 +154,13 @@ async def test_reset_account_cancels_orders_and_clears_positions(
     assert account.balance == settings.paper_starting_balance
     assert account.reserved == 0
     assert await order_service.list_positions(session, owner_id=user.id) == []
+    # The row stays, flat with nothing realised, and an event says so (for position feeds).
+    (flat,) = await order_service.list_positions(session, owner_id=user.id, include_flat=True)
+    assert (flat.quantity, flat.average_price, flat.realized_pnl) == (0, 0, 0)
+    changed = events.Event(
+        events.user_channel(user.id, "positions"), "position.changed", {"id": flat.id}
+    )
+    assert changed in events.pending(session)
     assert len((await order_service.list_trades(session, owner_id=user.id)).items) == 1
     # The cash moved: an event says so even for an account with nothing else to reset.
     reset = events.Event(
