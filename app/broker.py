@@ -6,6 +6,11 @@ messages between processes, over one connection per process shared by every subs
 Every message also counts a version of what it changed (one user's data, or the market's),
 shared by all processes like the messages: a cache of reads keyed on those versions (the
 GraphQL response cache) knows its entry is stale as soon as anything it read has changed.
+
+Through Redis, such messages are also numbered per channel. Redis pub/sub keeps nothing: what
+is published while a process is reconnecting never reaches it. The numbers tell a lossless
+subscriber (order, trade and position feeds) that it missed something, so that its owner can
+end it rather than carry on with a gap (see `Subscription.interrupted`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -25,6 +30,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = structlog.get_logger(__name__)
 VERSION_KEY = "tg:version:{}"
+NUMBER_KEY = "tg:number:{}"
+# One round trip, atomically: count the scope's version and the channel's number, then
+# publish "<number>:<data>".
+_PUBLISH_NUMBERED = """
+redis.call('INCR', KEYS[1])
+local number = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], number .. ':' .. ARGV[2])
+return number
+"""
 
 
 def version_scope(channel: str) -> str | None:
@@ -44,6 +58,16 @@ class Message:
     data: str
     # This process's delivery order, across all channels (set by the fan-out).
     seq: int = field(default=0, compare=False)
+    # The channel's own count of its messages (Redis, channels with a version scope), or None.
+    number: int | None = field(default=None, compare=False)
+
+
+def _numbered(channel: str, data: str) -> Message:
+    """A message as Redis carried it: "<number>:<data>" on a numbered channel."""
+    head, sep, rest = data.partition(":")
+    if sep and head.isdigit() and version_scope(channel) is not None:
+        return Message(channel, rest, number=int(head))
+    return Message(channel, data)
 
 
 class Sequencer:
@@ -87,13 +111,23 @@ class Subscription:
         self.dropped = 0
         self.sequencer: Sequencer | None = None
         # Lossless subscribers (order, trade, position feeds) must not skip an event: when full
-        # they are marked overflowed instead, and their owner ends the subscription.
+        # they are marked overflowed instead, and their owner ends the subscription; when a
+        # message may have been lost on the way, they are marked interrupted.
         self.lossless = lossless
         self.overflowed = False
+        self.interrupted = False
+        # The last number seen on each numbered channel (lossless subscribers only).
+        self.numbers: dict[str, int] = {}
 
     def deliver(self, message: Message) -> None:
-        if self.overflowed:
+        if self.overflowed or self.interrupted:
             return
+        if self.lossless and message.number is not None:
+            last = self.numbers.get(message.channel)
+            if last is not None and message.number > last + 1:
+                self.interrupt()  # the messages in between never came
+                return
+            self.numbers[message.channel] = max(last or 0, message.number)
         if self.queue.full() and self.lossless:
             self.overflowed = True
             return
@@ -105,6 +139,14 @@ class Subscription:
         if self.sequencer is not None:
             self.sequencer.arrived(message.seq)
         self.queue.put_nowait(message)
+
+    def interrupt(self) -> None:
+        """Messages on its channels may have been lost: mark it, and wake its reader."""
+        if self.interrupted:
+            return
+        self.interrupted = True
+        if not self.queue.full():
+            self.queue.put_nowait(Message("", ""))  # no content: the reader checks the mark
 
     def forget(self) -> None:
         """Leaving: what is still queued is done as far as the connection's order goes."""
@@ -227,6 +269,7 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._reconnect_delay = reconnect_delay
+        self._publish_numbered = self._redis.register_script(_PUBLISH_NUMBERED)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -239,10 +282,8 @@ class RedisBroker:
             await self._redis.publish(channel, data)
             return
         # The version first: a reader woken by the message must not find the old version.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incr(VERSION_KEY.format(scope))
-            pipe.publish(channel, data)
-            await pipe.execute()
+        keys = [VERSION_KEY.format(scope), NUMBER_KEY.format(channel)]
+        await self._publish_numbered(keys=keys, args=[channel, data])
 
     async def versions(self, *scopes: str) -> tuple[int, ...]:
         values = await self._redis.mget([VERSION_KEY.format(scope) for scope in scopes])
@@ -263,6 +304,12 @@ class RedisBroker:
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="broker-reader")
         try:
+            if lossless:
+                # Where its numbers start: a later message past the next one reveals a gap.
+                for channel, number in zip(channels, await self._numbers(channels), strict=True):
+                    if number is not None:
+                        seen = subscription.numbers.get(channel, 0)
+                        subscription.numbers[channel] = max(seen, number)
             yield subscription
         finally:
             async with self._lock:
@@ -271,17 +318,47 @@ class RedisBroker:
                     with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
                         await self._pubsub.unsubscribe(*emptied)
 
+    async def _numbers(self, channels: Sequence[str]) -> list[int | None]:
+        """Each numbered channel's count of messages so far (None: not a numbered channel)."""
+        numbered = [ch for ch in channels if version_scope(ch) is not None]
+        values = (
+            await self._redis.mget([NUMBER_KEY.format(ch) for ch in numbered]) if numbered else []
+        )
+        counts = dict(zip(numbered, values, strict=True))
+        return [int(counts[ch] or 0) if ch in counts else None for ch in channels]
+
     async def _read(self) -> None:
+        reconnected = False
         while self._fanout.by_channel:
             try:
                 raw = await self._pubsub.get_message(timeout=1.0)
+                if reconnected:
+                    await self._find_gaps()
+                    reconnected = False
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 # redis-py re-subscribes every channel of the PubSub when it reconnects.
                 log.warning("broker.connection_lost", error=str(exc))
+                reconnected = True
                 await asyncio.sleep(self._reconnect_delay)
                 continue
             if raw is not None and raw.get("type") == "message":
-                self._fanout.deliver(Message(str(raw["channel"]), str(raw["data"])))
+                self._fanout.deliver(_numbered(str(raw["channel"]), str(raw["data"])))
+
+    async def _find_gaps(self) -> None:
+        """Back after a reconnection: a lossless subscriber whose channel counted more messages
+        than it saw missed those published while this process was not listening. (A message
+        published just after the re-subscription and not read yet counts too: such a
+        subscriber is interrupted without need, and its client only reads afresh.)"""
+        watched = {
+            channel: [s for s in subscribers if s.lossless and channel in s.numbers]
+            for channel, subscribers in self._fanout.by_channel.items()
+        }
+        channels = [channel for channel, subscribers in watched.items() if subscribers]
+        for channel, number in zip(channels, await self._numbers(channels), strict=True):
+            for subscription in watched[channel]:
+                if number is not None and number > subscription.numbers[channel]:
+                    subscription.interrupt()
+        log.info("broker.reconnected", channels=len(self._fanout.by_channel))
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     mutation_rate_limit: str = "300/minute"
     refresh_token_cleanup_cron: str = "17 3 * * *"
     # Events a subscription may have waiting; past it market data drops its oldest, and an
-    # order, trade or position feed closes its connection (4429) rather than skip one.
+    # order, trade or position feed closes its connection (4001) rather than skip one.
     subscription_queue: int = Field(default=1000, ge=1)
     # permessage-deflate on WebSocket frames: feed messages are small JSON, which compression
     # barely shrinks at a cost of about a fifth of the server's time in a broadcast.

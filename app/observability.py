@@ -45,7 +45,13 @@ SUBSCRIPTION_EVENTS = Counter(
 )
 SUBSCRIPTION_OVERFLOWS = Counter(
     "tradegraph_subscription_overflows_total",
-    "Lossless subscriptions ended (connection closed, 4429) because the client fell behind",
+    "Lossless subscriptions ended (connection closed, 4001) because the client fell behind",
+    ["field"],
+)
+SUBSCRIPTION_INTERRUPTIONS = Counter(
+    "tradegraph_subscription_interruptions_total",
+    "Lossless subscriptions ended (connection closed, 4002): events may have been published "
+    "while the broker was reconnecting",
     ["field"],
 )
 HTTP_REQUESTS = Counter(

@@ -28,7 +28,11 @@ T = TypeVar("T")
 Row = TypeVar("Row", Order, Trade, Position)
 
 
-TOO_SLOW = 4429  # a lossless feed fell too far behind: reconnect and read the state afresh
+# Close codes of a lossless feed that would otherwise carry a gap: the client reconnects and
+# reads the state afresh. Outside the codes graphql-ws gives meanings (4400-4504, 4004, 4005),
+# so that its clients retry on them as on any other close.
+FELL_BEHIND = 4001  # TG_SUBSCRIPTION_QUEUE events were waiting
+EVENTS_LOST = 4002  # the broker's connection dropped while events were published
 
 
 async def follow(
@@ -43,8 +47,9 @@ async def follow(
     Each message waits its turn on the connection's sequencer, and is done once the client has
     it (this generator resumes only after the value it yielded was sent). A subscriber that
     falls `TG_SUBSCRIPTION_QUEUE` events behind loses the oldest market data; a `lossless` one
-    (orders, trades, positions) has its connection closed with 4429 instead, since a client
-    that silently missed a fill would show wrong books.
+    (orders, trades, positions) has its connection closed with 4001 instead, since a client
+    that silently missed a fill would show wrong books; and with 4002 when events may have
+    been published while the broker was reconnecting.
     """
     ctx = info.context
     field = info.field_name
@@ -58,11 +63,16 @@ async def follow(
             messages.sequencer = sequencer
             try:
                 async for message in messages:
-                    if messages.overflowed:
+                    if messages.overflowed or messages.interrupted:
                         sequencer.done(message.seq)
-                        observability.SUBSCRIPTION_OVERFLOWS.labels(field=field).inc()
+                        if messages.overflowed:
+                            observability.SUBSCRIPTION_OVERFLOWS.labels(field=field).inc()
+                            code, reason = FELL_BEHIND, f"{field}: events fell behind"
+                        else:
+                            observability.SUBSCRIPTION_INTERRUPTIONS.labels(field=field).inc()
+                            code, reason = EVENTS_LOST, f"{field}: events may have been lost"
                         if ctx.close_connection is not None:
-                            await ctx.close_connection(TOO_SLOW, f"{field}: events fell behind")
+                            await ctx.close_connection(code, reason)
                         return
                     await sequencer.turn(message.seq)
                     try:

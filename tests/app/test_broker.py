@@ -4,7 +4,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from app.broker import Broker, MemoryBroker, Message, RedisBroker, Sequencer
+from app.broker import Broker, MemoryBroker, Message, RedisBroker, Sequencer, Subscription
 from tests.conftest import REDIS_URL, flush_redis
 
 
@@ -140,3 +140,46 @@ async def test_a_lossless_subscriber_is_marked_overflowed_instead_of_dropping(
         assert feed.overflowed
         assert feed.dropped == 0
         assert [(await feed.get()).data for _ in range(2)] == ["0", "1"]
+
+
+def test_a_jump_in_a_channels_numbers_interrupts_a_lossless_subscriber() -> None:
+    feed = Subscription(("user:3:orders",), 10, lossless=True)
+    relaxed = Subscription(("user:3:orders",), 10)
+    for number in (1, 2, 4):
+        for subscription in (feed, relaxed):
+            subscription.deliver(Message("user:3:orders", str(number), number=number))
+    assert feed.interrupted
+    assert [feed.queue.get_nowait().data for _ in range(3)] == ["1", "2", ""]  # woken
+    assert not relaxed.interrupted  # market data and the like take what comes
+    assert relaxed.queue.qsize() == 3
+
+
+async def test_what_is_published_while_reconnecting_interrupts_its_lossless_feeds(
+    redis_url: str,
+) -> None:
+    broker = RedisBroker(redis_url, reconnect_delay=0.5)
+    sender = RedisBroker(redis_url)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with (
+            broker.subscribe("user:5:orders", lossless=True) as missed,
+            broker.subscribe("user:5:orders") as relaxed,
+            broker.subscribe("user:6:orders", lossless=True) as quiet,
+        ):
+            await sender.publish("user:5:orders", "before")
+            assert (await asyncio.wait_for(missed.get(), 5)).data == "before"
+            assert (await asyncio.wait_for(relaxed.get(), 5)).data == "before"
+            await client.client_kill_filter(_type="pubsub")
+            await sender.publish("user:5:orders", "lost")  # nobody here is listening
+            assert (await asyncio.wait_for(missed.get(), 5)).channel == ""  # woken, marked
+            assert missed.interrupted
+            # The others go on: nothing was published for `quiet`, `relaxed` may skip.
+            await sender.publish("user:5:orders", "after")
+            await sender.publish("user:6:orders", "later")
+            assert (await asyncio.wait_for(relaxed.get(), 5)).data == "after"
+            assert (await asyncio.wait_for(quiet.get(), 5)).data == "later"
+            assert not quiet.interrupted
+    finally:
+        await broker.aclose()
+        await sender.aclose()
+        await client.aclose()

@@ -15,7 +15,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.market import service as market_service
 from app.order import exchange
 from app.order import service as order_service
-from app.order.models import OrderStatus
+from app.order.models import ZERO, OrderStatus
 from app.user.models import User
 from tests.factories import make_trader, make_user, place
 
@@ -156,7 +156,7 @@ async def test_reset_account_cancels_orders_and_clears_positions(
     assert await order_service.list_positions(session, owner_id=user.id) == []
     # The row stays, flat with nothing realised, and an event says so (for position feeds).
     (flat,) = await order_service.list_positions(session, owner_id=user.id, include_flat=True)
-    assert (flat.quantity, flat.average_price, flat.realized_pnl) == (0, 0, 0)
+    assert (flat.quantity, flat.average_price, flat.realized_pnl) == (ZERO, ZERO, ZERO)
     changed = events.Event(
         events.user_channel(user.id, "positions"), "position.changed", {"id": flat.id}
     )
