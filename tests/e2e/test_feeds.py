@@ -24,6 +24,7 @@ from tests.e2e.client import GraphQLClient
 from tests.e2e.server import Server
 from tests.e2e.test_websocket import (
     ACCOUNT_UPDATES,
+    LEGACY_WS,
     TRANSPORT_WS,
     bearer,
     open_socket,
@@ -101,6 +102,37 @@ async def test_a_fill_arrives_as_order_trade_and_position_in_order(
         assert field == "positionUpdates"
         assert position["symbol"] == "BTC-USD"
         assert update[0] == "orderUpdates"
+
+
+PRICES = 'subscription Prices { marketData(symbol: "BTC-USD") { symbol price updatedAt } }'
+
+
+async def test_market_data_reaches_both_protocols_alike(market: Server, api: GraphQLClient) -> None:
+    """Both connections join one shared execution; each gets the tick in its own protocol's
+    message, around the same payload."""
+    _, tokens = await api.signed_up()
+    async with (
+        open_socket(market, TRANSPORT_WS, bearer(tokens)) as modern,
+        open_socket(market, LEGACY_WS, bearer(tokens)) as legacy,
+    ):
+        assert (await receive(modern))["type"] == "connection_ack"
+        assert (await receive(legacy))["type"] == "connection_ack"
+        await modern.send(
+            json.dumps({"id": "p", "type": "subscribe", "payload": {"query": PRICES}})
+        )
+        await legacy.send(json.dumps({"id": "q", "type": "start", "payload": {"query": PRICES}}))
+        ticks: dict[str, dict[str, Any]] = {"p": {}, "q": {}}
+        for _ in range(3):
+            for ws in (modern, legacy):
+                message = await receive(ws, WAIT_SECONDS)
+                assert (message["id"], message["type"]) in {("p", "next"), ("q", "data")}
+                tick = message["payload"]["data"]["marketData"]
+                ticks[message["id"]][tick["updatedAt"]] = message["payload"]
+    common = ticks["p"].keys() & ticks["q"].keys()
+    assert common  # the same ticks reached both
+    for at in common:
+        assert ticks["p"][at] == ticks["q"][at]
+        assert ticks["p"][at]["data"]["marketData"]["symbol"] == "BTC-USD"
 
 
 async def test_a_connection_ends_with_its_access_token(server: Server, api: GraphQLClient) -> None:
