@@ -346,7 +346,8 @@ class RedisBroker:
 
     async def _find_gaps(self) -> None:
         """Back after a reconnection: a lossless subscriber whose channel counted more messages
-        than it saw missed those published while this process was not listening. (A message
+        than it saw missed those published while this process was not listening, and one whose
+        channel counts fewer cannot tell (Redis restarted, keeping nothing). (A message
         published just after the re-subscription and not read yet counts too: such a
         subscriber is interrupted without need, and its client only reads afresh.)"""
         watched = {
@@ -356,7 +357,7 @@ class RedisBroker:
         channels = [channel for channel, subscribers in watched.items() if subscribers]
         for channel, number in zip(channels, await self._numbers(channels), strict=True):
             for subscription in watched[channel]:
-                if number is not None and number > subscription.numbers[channel]:
+                if number is not None and number != subscription.numbers[channel]:
                     subscription.interrupt()
         log.info("broker.reconnected", channels=len(self._fanout.by_channel))
 

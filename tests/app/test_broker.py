@@ -183,3 +183,22 @@ async def test_what_is_published_while_reconnecting_interrupts_its_lossless_feed
         await broker.aclose()
         await sender.aclose()
         await client.aclose()
+
+
+async def test_a_channel_count_that_went_back_interrupts_its_lossless_feeds(redis_url: str) -> None:
+    """Redis restarted (it keeps nothing): whatever happened meanwhile cannot be told."""
+    broker = RedisBroker(redis_url, reconnect_delay=0.2)
+    sender = RedisBroker(redis_url)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with broker.subscribe("user:7:orders", lossless=True) as feed:
+            await sender.publish("user:7:orders", "before")
+            assert (await asyncio.wait_for(feed.get(), 5)).data == "before"
+            await client.client_kill_filter(_type="pubsub")
+            await client.delete("tg:number:user:7:orders")
+            assert (await asyncio.wait_for(feed.get(), 5)).channel == ""
+            assert feed.interrupted
+    finally:
+        await broker.aclose()
+        await sender.aclose()
+        await client.aclose()
