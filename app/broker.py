@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -29,6 +29,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = structlog.get_logger(__name__)
+# Redis could not be reached: the connection refused, dropped or timed out.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Messages a process keeps to publish while Redis is unreachable; past it the oldest go.
+BACKLOG = 10_000
 VERSION_KEY = "tg:version:{}"
 NUMBER_KEY = "tg:number:{}"
 # One round trip, atomically: count the scope's version and the channel's number, then
@@ -166,11 +170,18 @@ class Subscription:
             yield await self.queue.get()
 
 
+class BrokerUnavailable(Exception):
+    """The broker cannot answer now (Redis unreachable)."""
+
+
 class Broker(Protocol):
-    async def publish(self, channel: str, data: str) -> None: ...
+    async def publish(self, channel: str, data: str) -> None:
+        """Send a message to every subscriber of `channel`, in any process."""
+        ...
 
     async def versions(self, *scopes: str) -> tuple[int, ...]:
-        """How many messages each scope has had (see `version_scope`)."""
+        """How many messages each scope has had (see `version_scope`); BrokerUnavailable if
+        that cannot be known now."""
         ...
 
     def local_subscribers(self, channel: str) -> int:
@@ -262,14 +273,21 @@ class MemoryBroker:
 class RedisBroker:
     """Production: one pub/sub connection per process, read by one task that fans out locally."""
 
-    def __init__(self, url: str, *, reconnect_delay: float = 0.5) -> None:
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+    def __init__(self, url: str, *, reconnect_delay: float = 0.5, backlog: int = BACKLOG) -> None:
+        # Bounded waits: a mutation must not hang on a Redis that went silent.
+        self._redis = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=5.0
+        )
         self._pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._fanout = _Fanout()
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._reconnect_delay = reconnect_delay
         self._publish_numbered = self._redis.register_script(_PUBLISH_NUMBERED)
+        # What could not be published yet, in order, and the task sending it.
+        self._backlog: deque[tuple[str, str]] = deque()
+        self._backlog_size = backlog
+        self._sender: asyncio.Task[None] | None = None
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -277,6 +295,22 @@ class RedisBroker:
         return client
 
     async def publish(self, channel: str, data: str) -> None:
+        """Publish now; while Redis is unreachable, keep the message (and every later one, in
+        order) and send them when it is back. Kept messages die with the process."""
+        if not self._backlog:
+            try:
+                await self._send(channel, data)
+                return
+            except UNREACHABLE as exc:
+                log.warning("broker.publish_deferred", channel=channel, error=str(exc))
+        if len(self._backlog) >= self._backlog_size:
+            lost, _ = self._backlog.popleft()
+            log.error("broker.backlog_full", dropped_channel=lost)
+        self._backlog.append((channel, data))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_backlog(), name="broker-backlog")
+
+    async def _send(self, channel: str, data: str) -> None:
         scope = version_scope(channel)
         if scope is None:
             await self._redis.publish(channel, data)
@@ -285,8 +319,23 @@ class RedisBroker:
         keys = [VERSION_KEY.format(scope), NUMBER_KEY.format(channel)]
         await self._publish_numbered(keys=keys, args=[channel, data])
 
+    async def _send_backlog(self) -> None:
+        # The head leaves only once sent, so a publish meanwhile queues behind it.
+        while self._backlog:
+            channel, data = self._backlog[0]
+            try:
+                await self._send(channel, data)
+            except UNREACHABLE:
+                await asyncio.sleep(self._reconnect_delay)
+                continue
+            self._backlog.popleft()
+        log.info("broker.backlog_sent")
+
     async def versions(self, *scopes: str) -> tuple[int, ...]:
-        values = await self._redis.mget([VERSION_KEY.format(scope) for scope in scopes])
+        try:
+            values = await self._redis.mget([VERSION_KEY.format(scope) for scope in scopes])
+        except UNREACHABLE as exc:
+            raise BrokerUnavailable(str(exc)) from exc
         return tuple(int(value or 0) for value in values)
 
     def local_subscribers(self, channel: str) -> int:
@@ -335,7 +384,7 @@ class RedisBroker:
                 if reconnected:
                     await self._find_gaps()
                     reconnected = False
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except UNREACHABLE as exc:
                 # redis-py re-subscribes every channel of the PubSub when it reconnects.
                 log.warning("broker.connection_lost", error=str(exc))
                 reconnected = True
@@ -365,10 +414,13 @@ class RedisBroker:
         return bool(await self._redis.ping())
 
     async def aclose(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        if self._backlog:
+            log.error("broker.backlog_lost", messages=len(self._backlog))
+        for task in (self._reader, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()
 

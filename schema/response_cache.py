@@ -10,7 +10,8 @@ from the entry without parsing, validating or executing anything.
 
 Kept: queries whose root fields are all in `CACHEABLE` (reads scoped to the signed-in user),
 answered without errors. Never for longer than `seconds`: a bound on staleness should a version
-ever fail to move (a publish lost with Redis down).
+ever fail to move (a publish lost with Redis down). While the versions cannot be read, every
+request is executed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from graphql import DocumentNode, FieldNode, OperationDefinitionNode
 
-from app.broker import Broker
+from app.broker import Broker, BrokerUnavailable
 
 CACHEABLE = frozenset(
     {
@@ -86,8 +87,13 @@ class ResponseCache:
     def enabled(self) -> bool:
         return self._max > 0
 
-    async def versions(self, user_id: int) -> tuple[int, ...]:
-        return await self._broker.versions(f"user:{user_id}", "market")
+    async def versions(self, user_id: int) -> tuple[int, ...] | None:
+        """The versions an answer for `user_id` depends on; None when they cannot be read
+        (Redis unreachable), and then nothing may be answered from, or kept in, the cache."""
+        try:
+            return await self._broker.versions(f"user:{user_id}", "market")
+        except BrokerUnavailable:
+            return None
 
     def get(self, key: Key, versions: tuple[int, ...]) -> Entry | None:
         entry = self._entries.get(key)

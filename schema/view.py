@@ -142,6 +142,8 @@ class GraphQLView(GraphQL[Context, None]):
         key = (user_id, request.headers.get("accept", ""), await request.body())
         # Read before executing: a change committed meanwhile leaves the entry already stale.
         versions = await self.cache.versions(user_id)
+        if versions is None:
+            return await super().run(request)
         entry = self.cache.get(key, versions)
         if entry is not None:
             observability.RESPONSE_CACHE.labels(result="hit").inc()

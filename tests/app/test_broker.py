@@ -1,10 +1,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 import redis.asyncio as aioredis
 
-from app.broker import Broker, MemoryBroker, Message, RedisBroker, Sequencer, Subscription
+from app.broker import (
+    Broker,
+    BrokerUnavailable,
+    MemoryBroker,
+    Message,
+    RedisBroker,
+    Sequencer,
+    Subscription,
+)
 from tests.conftest import REDIS_URL, flush_redis
 
 
@@ -202,3 +213,71 @@ async def test_a_channel_count_that_went_back_interrupts_its_lossless_feeds(redi
         await broker.aclose()
         await sender.aclose()
         await client.aclose()
+
+
+class Link:
+    """A TCP relay to Redis that can be cut and restored, as a network fault would."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def up(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, upstream_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def test_what_cannot_be_published_is_kept_and_sent_in_order_when_redis_is_back(
+    redis_url: str,
+) -> None:
+    url = urlsplit(redis_url)
+    link = Link((url.hostname or "127.0.0.1", url.port or 6379))
+    await link.up()
+    publisher = RedisBroker(
+        urlunsplit(url._replace(netloc=f"127.0.0.1:{link.port}")), reconnect_delay=0.05
+    )
+    listener = RedisBroker(redis_url)
+    try:
+        async with listener.subscribe("user:8:orders", lossless=True) as feed:
+            await publisher.publish("user:8:orders", "before")
+            assert (await asyncio.wait_for(feed.get(), 5)).data == "before"
+            await link.down()
+            for n in range(3):
+                await publisher.publish("user:8:orders", f"kept {n}")  # no error, no wait
+            with pytest.raises(BrokerUnavailable):
+                await publisher.versions("user:8")
+            await asyncio.sleep(0.2)
+            assert feed.queue.empty()
+            await link.up()
+            await publisher.publish("user:8:orders", "after")  # behind what was kept
+            got = [(await asyncio.wait_for(feed.get(), 5)).data for _ in range(4)]
+            assert got == ["kept 0", "kept 1", "kept 2", "after"]
+            assert not feed.interrupted
+            assert await publisher.versions("user:8") == (5,)
+    finally:
+        await publisher.aclose()
+        await listener.aclose()
+        await link.down()
