@@ -7,8 +7,8 @@ Production mode (PostgreSQL and Redis, as bench.api: `TG_BENCH_POSTGRES_ADMIN`, 
 Every subscriber is a user of its own with one connection (graphql-transport-ws) holding
 `marketData(symbol: "BTC-USD")` and `orderUpdates`. The publisher sends `--ticks` BTC-USD
 prices a second (each reaches every subscriber) and `--orders` order events a second spread
-over the users (each reaches one), straight into Redis as a worker would. Latency is from the
-publish to the client's receipt of the GraphQL message.
+over the users (each reaches one), into Redis through the broker as a worker would (numbered,
+versions counted). Latency is from the publish to the client's receipt of the GraphQL message.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import redis.asyncio as aioredis
 import uvloop
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -32,6 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from app import events, security
+from app.broker import RedisBroker
 from app.cli import settle_collector
 from app.config import load_settings
 from app.db import make_engine, make_session_factory
@@ -140,18 +140,18 @@ def _tick(price: Decimal) -> str:
 
 
 async def publish(
-    redis: aioredis.Redis, pairs: list[tuple[int, int]], tally: Tally, *, ticks: int, orders: int
+    broker: RedisBroker, pairs: list[tuple[int, int]], tally: Tally, *, ticks: int, orders: int
 ) -> None:
     """Ticks and order events, each evenly spaced at its rate, forever (the caller cancels)."""
 
     async def tick(n: int) -> None:
-        await redis.publish("market:BTC-USD:ticker", _tick(Decimal(50000 + n % 100)))
+        await broker.publish("market:BTC-USD:ticker", _tick(Decimal(50000 + n % 100)))
 
     async def order(n: int) -> None:
         user_id, order_id = pairs[n % len(pairs)]
         tally.order_sent[str(order_id)] = time.time()
         channel = events.user_channel(user_id, "orders")
-        await redis.publish(
+        await broker.publish(
             channel, events.Event(channel, "order.updated", {"id": order_id}).encode()
         )
 
@@ -182,12 +182,13 @@ async def measure(target: Served, pairs: list[tuple[int, int]], args: argparse.N
     # The clients' own collector pauses would count as delivery latency: settle it as the
     # server does (app/cli.py).
     settle_collector()
-    redis = aioredis.Redis.from_url(os.environ["TG_REDIS_URL"])
+    # Published as a worker does: numbered per channel, versions counted (app/broker.py).
+    broker = RedisBroker(os.environ["TG_REDIS_URL"])
     while len(tally.live) < len(pairs):  # subscribing is not acknowledged: tick until all hear
-        await redis.publish("market:BTC-USD:ticker", _tick(Decimal(50000)))
+        await broker.publish("market:BTC-USD:ticker", _tick(Decimal(50000)))
         await asyncio.sleep(0.5)
     publisher = asyncio.create_task(
-        publish(redis, pairs, tally, ticks=args.ticks, orders=args.orders)
+        publish(broker, pairs, tally, ticks=args.ticks, orders=args.orders)
     )
     await asyncio.sleep(1)
     tally.measuring, started = True, time.perf_counter()
@@ -199,7 +200,7 @@ async def measure(target: Served, pairs: list[tuple[int, int]], args: argparse.N
     publisher.cancel()
     for ws in sockets:
         await ws.close()
-    await redis.aclose()
+    await broker.aclose()
     report(tally, elapsed, args)
 
 
