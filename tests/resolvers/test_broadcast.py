@@ -15,7 +15,7 @@ from app import observability
 from app.market import service as market_service
 from app.runtime import Runtime
 from app.user.models import User
-from resolvers.broadcast import shared_field
+from resolvers.broadcast import MEMBER_QUEUE, Broadcasts, shared_field
 from resolvers.root import TradeGraphSchema
 from schema.context import Context
 from schema.wire import SharedData
@@ -92,3 +92,31 @@ async def test_members_of_one_document_share_one_execution(
         await stream.aclose()  # type: ignore[attr-defined]
     assert runtime.broker.local_subscribers(channel) == 0
     assert _groups() == before
+
+
+async def test_a_member_that_stops_reading_never_holds_up_the_others() -> None:
+    broadcasts = Broadcasts()
+    events: asyncio.Queue[int] = asyncio.Queue()
+
+    async def source() -> AsyncIterator[int]:
+        while True:
+            yield await events.get()
+
+    async def start() -> AsyncIterator[int]:
+        return source()
+
+    reader = broadcasts.join("prices", "marketData", start)
+    stalled = broadcasts.join("prices", "marketData", start)
+    pending = [asyncio.ensure_future(anext(member)) for member in (reader, stalled)]
+    events.put_nowait(0)
+    assert [await asyncio.wait_for(p, 5) for p in pending] == [0, 0]
+    # `stalled` takes nothing more; every later result still reaches `reader` at once.
+    total = MEMBER_QUEUE + 50
+    for n in range(1, total):
+        events.put_nowait(n)
+        assert await asyncio.wait_for(anext(reader), 5) == n
+    # What `stalled` kept is the newest MEMBER_QUEUE results, oldest first: market data
+    # gives way like the feed itself.
+    assert await asyncio.wait_for(anext(stalled), 5) == total - MEMBER_QUEUE
+    await reader.aclose()
+    await stalled.aclose()
