@@ -4,7 +4,8 @@
 what it yields (most messages carry an id, and the row is read fresh when told); `follow`
 subscribes, counts the subscription and each delivery in the metrics, and unsubscribes when the
 client stops. A feed's resolver checks its arguments, then returns `follow(...)` itself, so that
-closing the subscription closes `follow` at once. Each feed is then a few lines.
+closing the subscription closes `follow` at once. Each feed is then a few lines; a feed of the
+user's own rows (orders, trades, positions) is one call to `owned_feed`.
 """
 
 from __future__ import annotations
@@ -109,9 +110,19 @@ def owned_rows(
     return decode
 
 
-async def _bot_filter(info: Info, bot_id: strawberry.ID | None) -> int | None:
-    async with info.context.read() as session:
-        return await owned_bot_id(session, info.context.user_id, bot_id)
+async def owned_feed(
+    info: Info,
+    topic: str,
+    model: type[Row],
+    convert: Callable[[Row], T],
+    bot_id: strawberry.ID | None,
+) -> AsyncGenerator[T, None]:
+    """A lossless feed of the signed-in user's `topic` rows (one bot's with `bot_id`)."""
+    ctx = info.context
+    async with ctx.read() as session:
+        bot = await owned_bot_id(session, ctx.user_id, bot_id)
+    rows = owned_rows(info, model, bot, convert)
+    return follow(info, user_channel(ctx.user_id, topic), rows, lossless=True)
 
 
 @strawberry.type
@@ -123,9 +134,7 @@ class OrderSubscription:
     async def order_updates(
         self, info: Info, bot_id: strawberry.ID | None = None
     ) -> AsyncGenerator[OrderType, None]:
-        rows = owned_rows(info, Order, await _bot_filter(info, bot_id), OrderType.from_model)
-        channel = user_channel(info.context.user_id, "orders")
-        return follow(info, channel, rows, lossless=True)
+        return await owned_feed(info, "orders", Order, OrderType.from_model, bot_id)
 
     @strawberry.subscription(
         permission_classes=[IsAuthenticated],
@@ -134,9 +143,7 @@ class OrderSubscription:
     async def trade_executions(
         self, info: Info, bot_id: strawberry.ID | None = None
     ) -> AsyncGenerator[TradeType, None]:
-        rows = owned_rows(info, Trade, await _bot_filter(info, bot_id), TradeType.from_model)
-        channel = user_channel(info.context.user_id, "trades")
-        return follow(info, channel, rows, lossless=True)
+        return await owned_feed(info, "trades", Trade, TradeType.from_model, bot_id)
 
     @strawberry.subscription(
         permission_classes=[IsAuthenticated],
@@ -145,6 +152,4 @@ class OrderSubscription:
     async def position_updates(
         self, info: Info, bot_id: strawberry.ID | None = None
     ) -> AsyncGenerator[PositionType, None]:
-        rows = owned_rows(info, Position, await _bot_filter(info, bot_id), PositionType.from_model)
-        channel = user_channel(info.context.user_id, "positions")
-        return follow(info, channel, rows, lossless=True)
+        return await owned_feed(info, "positions", Position, PositionType.from_model, bot_id)
