@@ -25,20 +25,27 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bot import service as bot_service
 from app.config import load_settings
 from app.db import make_engine, make_session_factory, utcnow
 from app.market import service as market_service
-from app.migrate import upgrade_async
 from app.order.accounting import Side
 from app.order.models import Order, OrderStatus, OrderType, Position, TimeInForce, Trade
 from app.strategy import service as strategy_service
 from app.user import service as user_service
-from bench.load import Figures, Request, fetch, graphql, run, server
+from bench.load import (
+    Figures,
+    Request,
+    bench_database_url,
+    fetch,
+    fresh_database,
+    graphql,
+    run,
+    server,
+)
 
-ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DATABASE = "tg_bench_api"
 USERS, BOTS, ORDERS_PER_BOT = 10, 40, 100
 PASSWORD = "bench password 123"
@@ -142,14 +149,8 @@ async def _seed_user(session: AsyncSession, number: int, symbols: list[tuple[int
     return email
 
 
-async def seed(database_url: str) -> Seeded:
-    admin = create_async_engine(os.environ.get("TG_BENCH_POSTGRES_ADMIN", ADMIN_URL))
-    async with admin.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        await connection.execute(text(f"CREATE DATABASE {DATABASE}"))
-    await admin.dispose()
-    await upgrade_async(database_url)
+async def seed() -> Seeded:
+    database_url = await fresh_database(DATABASE)
     engine = make_engine(database_url)
     async with make_session_factory(engine)() as session:
         symbols = []
@@ -207,8 +208,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    admin = os.environ.get("TG_BENCH_POSTGRES_ADMIN", ADMIN_URL)
-    database_url = admin.rsplit("/", 1)[0] + f"/{DATABASE}"
+    database_url = bench_database_url(DATABASE)
     redis = os.environ.get("TG_BENCH_REDIS", "redis://127.0.0.1:6379/8")
     env = {
         "TG_DATABASE_URL": database_url,
@@ -220,7 +220,7 @@ def main() -> None:
     }
     os.environ.update(env)
     load_settings()  # refuse a bad configuration before seeding
-    seeded = asyncio.run(seed(database_url))
+    seeded = asyncio.run(seed())
     rows = USERS * BOTS * ORDERS_PER_BOT
     print(  # noqa: T201
         f"trading API benchmark, one server process, PostgreSQL + Redis, {args.clients} "

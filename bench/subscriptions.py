@@ -25,8 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import uvloop
-from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import insert
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -37,13 +36,11 @@ from app.config import load_settings
 from app.db import make_engine, make_session_factory
 from app.market import service as market_service
 from app.market.service import TickerView
-from app.migrate import upgrade_async
 from app.order.accounting import Side
 from app.order.models import Order, OrderStatus, OrderType, TimeInForce
 from app.user.models import Role, User
-from bench.load import Served, served
+from bench.load import Served, bench_database_url, fresh_database, served
 
-ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DATABASE = "tg_bench_subscriptions"
 FEEDS = {
     "m": 'subscription { marketData(symbol: "BTC-USD") { price updatedAt } }',
@@ -51,15 +48,9 @@ FEEDS = {
 }
 
 
-async def seed(database_url: str, count: int) -> list[tuple[int, int]]:
+async def seed(count: int) -> list[tuple[int, int]]:
     """`count` users with one resting order each; returns (user id, order id) pairs."""
-    admin = create_async_engine(os.environ.get("TG_BENCH_POSTGRES_ADMIN", ADMIN_URL))
-    async with admin.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        await connection.execute(text(f"CREATE DATABASE {DATABASE}"))
-    await admin.dispose()
-    await upgrade_async(database_url)
+    database_url = await fresh_database(DATABASE)
     engine = make_engine(database_url)
     hashed = security.hash_password("bench password 123")
     async with make_session_factory(engine)() as session:
@@ -235,8 +226,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    admin = os.environ.get("TG_BENCH_POSTGRES_ADMIN", ADMIN_URL)
-    database_url = admin.rsplit("/", 1)[0] + f"/{DATABASE}"
+    database_url = bench_database_url(DATABASE)
     env = {
         "TG_DATABASE_URL": database_url,
         "TG_REDIS_URL": os.environ.get("TG_BENCH_REDIS", "redis://127.0.0.1:6379/8"),
@@ -244,7 +234,7 @@ def main() -> None:
         "TG_ACCESS_TOKEN_MINUTES": "60",
     }
     os.environ.update(env)
-    pairs = asyncio.run(seed(database_url, args.subscribers))
+    pairs = asyncio.run(seed(args.subscribers))
     with (
         served(env, port=8768) as target,
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
