@@ -6,17 +6,31 @@ WORKDIR /src
 COPY scripts/fetch-static.sh scripts/fetch-static.sh
 RUN mkdir -p app/static && sh scripts/fetch-static.sh
 
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# The environment is built from uv.lock alone, with the uv version the Makefile pins; uv and the
+# sources stay in this stage.
+FROM python:3.11-slim AS build
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \
+    UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1 UV_LINK_MODE=copy
+RUN pip install --disable-pip-version-check uv==0.13.9
 WORKDIR /srv/tradegraph
-COPY pyproject.toml README.md ./
+# The locked dependencies get their own layer, so a code change does not reinstall them.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --locked --no-install-project --no-editable
+COPY README.md ./
 COPY app app
 COPY schema schema
 COPY resolvers resolvers
 COPY workers workers
 COPY migrations migrations
 COPY --from=static /src/app/static/vendor app/static/vendor
-RUN pip install --no-compile . && useradd --system --uid 10001 tradegraph
+RUN uv sync --locked --no-editable
+
+# Same base image and path as the build stage, so the copied environment's interpreter links hold.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/srv/tradegraph/.venv/bin:$PATH
+WORKDIR /srv/tradegraph
+COPY --from=build /srv/tradegraph/.venv .venv
+RUN useradd --system --uid 10001 tradegraph
 USER tradegraph
 ENV TG_HOST=0.0.0.0 TG_PORT=8000
 EXPOSE 8000
