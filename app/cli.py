@@ -15,6 +15,7 @@ import typer
 
 from app.config import ConfigurationError, Settings, get_settings
 from app.market.models import Timeframe
+from app.money import widen_decimal_context
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +31,14 @@ def _settings() -> Settings:
     except ConfigurationError as exc:
         typer.echo(f"tradegraph: configuration refused: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+@cli.callback()
+def start() -> None:
+    """TradeGraph: trading bots served as one GraphQL API."""
+    # Every command works on money (serving, jobs, imports): give Decimal the digits that
+    # stored values need before anything computes (app/money.py says why).
+    widen_decimal_context()
 
 
 def settle_collector() -> None:

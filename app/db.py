@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -136,6 +138,33 @@ def make_session_factory(
             options["isolation_level"] = "AUTOCOMMIT"
         bind = engine.execution_options(**options)
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+@contextlib.asynccontextmanager
+async def snapshot(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Reads that must agree with each other (a balance, its positions and their prices) see
+    one snapshot of the database.
+
+    A PostgreSQL read session runs in autocommit, where every statement sees its own moment:
+    here the statements share a REPEATABLE READ, READ ONLY transaction. A session already in
+    a transaction (a unit of work holding its locks, SQLite's deferred read whose snapshot
+    starts with its first read) reads consistently as it is.
+    """
+    bind = session.bind
+    autocommit = (
+        isinstance(bind, AsyncEngine)
+        and bind.dialect.name == "postgresql"
+        and bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    )
+    if not autocommit:
+        yield session
+        return
+    connection = await session.connection()
+    await connection.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        yield session
+    finally:
+        await connection.exec_driver_sql("COMMIT")
 
 
 def string_enum(kind: type[enum.StrEnum], name: str, *, length: int = 16) -> Enum:

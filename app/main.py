@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.config import Settings, get_settings
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.money import widen_decimal_context
 from app.observability import configure_logging
 from app.runtime import Runtime, open_runtime
 from resolvers.root import build_schema
@@ -71,6 +72,8 @@ async def metrics(_: Request) -> Response:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    # Money arithmetic needs more digits than Python's default context keeps: app/money.py.
+    widen_decimal_context()
     configure_logging(level=settings.log_level, json=settings.json_logs)
     runtime = open_runtime(settings)
     view = GraphQLView(build_schema(settings), runtime)
@@ -100,7 +103,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         debug=settings.debug,
         routes=[
-            Route("/graphql", view, methods=["GET", "POST"]),
+            # Every method reaches the view, which refuses all but GET and POST as GraphQL.
+            Route("/graphql", view),
             WebSocketRoute("/graphql", view),
             Route("/health", health),
             Route("/ready", ready),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -89,12 +90,15 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = f"Request body is larger than {limit} bytes".encode()
+    # Shaped as a GraphQL error response: /graphql is where bodies are sent, and its clients
+    # read `extensions.code` whatever refused the request.
+    error = {"message": f"Request body is larger than {limit} bytes"}
+    body = json.dumps({"errors": [{**error, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]})
     await send(
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            "headers": [(b"content-type", b"application/json")],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body.encode()})

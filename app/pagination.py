@@ -18,6 +18,8 @@ from app.errors import InvalidInput
 T = TypeVar("T")
 K = TypeVar("K")
 MAX_PAGE = 200
+# Our cursors are a few dozen characters; a longer one is not ours and is not decoded.
+MAX_CURSOR = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +60,16 @@ def encode_cursor(key: int, *, prefix: str = "k") -> str:
 
 
 def decode_cursor(cursor: str, *, prefix: str = "k") -> int:
+    if len(cursor) > MAX_CURSOR:
+        raise InvalidInput("malformed cursor", field="after")
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("malformed cursor", field="after") from None
     kind, _, key = text.partition(":")
-    # A cursor of another kind (an id where a time is expected) is as malformed as garbage.
-    if kind != prefix or not key.isdigit():
+    # A cursor of another kind (an id where a time is expected) is as malformed as garbage; so
+    # is a key that no 64-bit column holds, or digits other than 0-9 ("²" is a digit to Python).
+    if kind != prefix or not key.isascii() or not key.isdigit() or len(key) > 18:
         raise InvalidInput("malformed cursor", field="after")
     return int(key)
 
@@ -84,7 +89,10 @@ async def paginate(
     if not 1 <= first <= max_first:
         raise InvalidInput(f"first must be between 1 and {max_first}", field="first")
     if after is not None:
-        cursor = kind.from_int(decode_cursor(after, prefix=kind.prefix))
+        try:
+            cursor = kind.from_int(decode_cursor(after, prefix=kind.prefix))
+        except (ValueError, OverflowError, OSError):  # a time key past the calendar's end
+            raise InvalidInput("malformed cursor", field="after") from None
         query = query.where(key < cursor if newest_first else key > cursor)
     order = key.desc() if newest_first else key
     rows = list((await session.scalars(query.order_by(order).limit(first + 1))).all())

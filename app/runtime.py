@@ -12,6 +12,7 @@ from app.config import Settings
 from app.db import make_engine, make_session_factory
 from app.jobs import JobQueue
 from app.market.clock import MarketClock
+from app.market.service import SymbolView
 from app.ratelimit import RateLimiter, make_rate_limiter
 
 
@@ -28,8 +29,8 @@ class Runtime:
     queue: JobQueue | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     market_clock: MarketClock = field(default_factory=MarketClock)
-    # Symbol id -> name, filled as names are read (they never change).
-    symbol_names: dict[int, str] = field(default_factory=dict)
+    # Symbol id -> its name, tick and step, filled as symbols are read (these never change).
+    symbols: dict[int, SymbolView] = field(default_factory=dict)
 
     def job_context(self) -> dict[str, Any]:
         """What a job function finds in its `ctx`, under ARQ and in-process alike."""

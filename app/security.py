@@ -74,7 +74,9 @@ def create_access_token(
 
 
 # Verified tokens, so a client's every request does not verify its signature again. Bounded;
-# a hit is still checked for expiry. A token's claims never change (they are signed).
+# a hit is still checked for expiry. A token's claims never change (they are signed). Whether
+# its login session was ended since is not a claim: every request asks the database
+# (app/user/auth.py `authenticate`), so nothing kept here outlives a revocation.
 _VERIFIED: dict[tuple[str, str], AccessClaims] = {}
 _VERIFIED_MAX = 10_000
 

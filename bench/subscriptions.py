@@ -21,7 +21,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import uvloop
@@ -38,10 +38,12 @@ from app.market import service as market_service
 from app.market.service import TickerView
 from app.order.accounting import Side
 from app.order.models import Order, OrderStatus, OrderType, TimeInForce
-from app.user.models import Role, User
+from app.user.models import RefreshToken, Role, User
 from bench.load import Served, bench_database_url, fresh_database, served
 
 DATABASE = "tg_bench_subscriptions"
+# Every subscriber's login session (a refresh-token family): tokens of no open session are refused.
+SESSION = "bench"
 FEEDS = {
     "m": 'subscription { marketData(symbol: "BTC-USD") { price updatedAt } }',
     "o": "subscription { orderUpdates { id } }",
@@ -66,6 +68,18 @@ async def seed(count: int) -> list[tuple[int, int]]:
             for n in range(count)
         ]
         users = (await session.scalars(insert(User).returning(User.id), rows)).all()
+        now = datetime.now(UTC)
+        sessions = [
+            {
+                "user_id": user_id,
+                "family_id": SESSION,
+                "token_hash": security.hash_refresh_token(f"bench-{user_id}"),
+                "created_at": now,
+                "expires_at": now + timedelta(days=1),
+            }
+            for user_id in users
+        ]
+        await session.execute(insert(RefreshToken), sessions)
         orders = [
             {
                 "owner_id": user_id,
@@ -168,7 +182,9 @@ async def measure(target: Served, pairs: list[tuple[int, int]], args: argparse.N
     url = target.url.replace("http", "ws") + "/graphql"
     sockets = []
     for number, (user_id, _) in enumerate(pairs):
-        token = security.create_access_token(settings, user_id=user_id, role="user", session_id="b")
+        token = security.create_access_token(
+            settings, user_id=user_id, role="user", session_id=SESSION
+        )
         sockets.append(await subscriber(url, f"Bearer {token}", number, tally))
     # The clients' own collector pauses would count as delivery latency: settle it as the
     # server does (app/cli.py).

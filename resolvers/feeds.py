@@ -77,6 +77,8 @@ async def follow(
                         return
                     await sequencer.turn(message.seq)
                     try:
+                        # A login session ended since subscribing delivers nothing more.
+                        ctx.require_user()
                         value = await decode(message)
                         if value is not None:
                             observability.SUBSCRIPTION_EVENTS.labels(field=field).inc()

@@ -12,7 +12,7 @@ from app.broker import Message
 from app.market import importer
 from app.market import service as market_service
 from app.market.bars import Bar
-from app.market.service import TickerView
+from app.market.service import SymbolView, TickerView
 from resolvers.feeds import follow
 from schema.context import Info
 from schema.market import (
@@ -41,8 +41,10 @@ class MarketQuery:
     )
     async def ticker(self, info: Info, symbol: str) -> TickerType | None:
         async with info.context.read() as session:
-            view = await market_service.ticker(session, symbol=symbol)
-        return None if view is None else TickerType.from_view(view)
+            found = await market_service.get_symbol_by_name(session, name=symbol)
+            view = await market_service.ticker_of(session, found)
+        info.context.loaders.remember(SymbolView.of(found))
+        return None if view is None else TickerType.from_view(view, symbol_id=found.id)
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
@@ -99,9 +101,12 @@ class MarketSubscription:
     async def market_data(self, info: Info, symbol: str) -> AsyncGenerator[TickerType, None]:
         async with info.context.read() as session:
             found = await market_service.get_symbol_by_name(session, name=symbol)
+        # Known before the first event: its executions (shared by many subscribers) then show
+        # prices to the tick without reading the symbol again.
+        info.context.loaders.remember(SymbolView.of(found))
 
         async def decode(message: Message) -> TickerType:
-            return TickerType.from_view(TickerView.decode(message.data))
+            return TickerType.from_view(TickerView.decode(message.data), symbol_id=found.id)
 
         return follow(info, market_service.ticker_channel(found.name), decode)
 
@@ -113,9 +118,10 @@ class MarketSubscription:
     ) -> AsyncGenerator[CandleType, None]:
         async with info.context.read() as session:
             found = await market_service.get_symbol_by_name(session, name=symbol)
+        info.context.loaders.remember(SymbolView.of(found))
 
         async def decode(message: Message) -> CandleType:
-            return CandleType.from_bar(Bar.decode(message.data))
+            return CandleType.from_bar(Bar.decode(message.data), symbol_id=found.id)
 
         async for candle in follow(
             info, market_service.candles_channel(found.name, timeframe), decode

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator
 from decimal import Decimal
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -18,9 +16,6 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
-from strawberry.types import ExecutionContext, ExecutionResult
-from strawberry.types.graphql import OperationType
 
 from app.broker import Sequencer
 from app.config import Settings
@@ -32,9 +27,10 @@ from resolvers.order import OrderMutation, OrderQuery
 from resolvers.strategy import StrategyMutation, StrategyQuery
 from resolvers.user import UserMutation, UserQuery, UserSubscription
 from schema.context import Context
-from schema.errors import ErrorFormatter, format_errors
+from schema.errors import ErrorFormatter
 from schema.extensions import CacheableRead, Metrics, MutationRateLimit
 from schema.scalars import DecimalScalar
+from schema.strawberry_overrides import RunStream, StrawberrySchema, StreamRequest
 
 
 @strawberry.type
@@ -52,79 +48,28 @@ class Subscription(UserSubscription, MarketSubscription, OrderSubscription):
     pass
 
 
-class TradeGraphSchema(strawberry.Schema):
+class TradeGraphSchema(StrawberrySchema):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.broadcasts = Broadcasts()
 
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        # ErrorFormatter logs the unexpected errors once, with the request id; expected ones
-        # (bad input, missing sign-in) are answers, not incidents.
-        return None
-
-    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        # Subscriptions run over WebSocket (schema.subscribe), never as a one-off execution.
-        allowed = kwargs.get("allowed_operation_types") or DEFAULT_ALLOWED_OPERATION_TYPES
-        kwargs["allowed_operation_types"] = set(allowed) - {OperationType.SUBSCRIPTION}
-        result = await super().execute(*args, **kwargs)
-        if result.errors:
-            # Errors that escaped ErrorFormatter were raised before the operation hooks ran
-            # (the parser cache parses in its own hook): a document that did not parse.
-            context = kwargs.get("context_value", args[3] if len(args) > 3 else None)
-            result.errors = format_errors(
-                result.errors, parsed=False, request_id=getattr(context, "request_id", None)
-            )
-        return result
-
-    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+    async def route_stream(self, request: StreamRequest, run: RunStream) -> Any:
         # Subscriptions everyone may share (market data) run once per distinct document: see
-        # resolvers/broadcast.py. Every stream's results are formatted here, one by one, past
-        # the operation hooks where the error formatter works (both WebSocket protocols).
-        query = kwargs.get("query", args[0] if args else None)
-        operation_name = kwargs.get("operation_name")
-        context = kwargs.get("context_value")
-        request_id = getattr(context, "request_id", None)
-        own_stream = super().stream
-        shared = shared_field(query, operation_name)
-        if shared is not None and isinstance(context, Context) and query is not None:
+        # resolvers/broadcast.py.
+        context, query = request.context, request.query
+        shared = shared_field(query, request.operation_name)
+        if shared is None or not isinstance(context, Context) or query is None:
+            return await run(context)
 
-            async def start() -> Any:
-                # The group's own context: its reads and turns are not one member's.
-                alone = dataclasses.replace(
-                    context, sequencer=Sequencer(), close_connection=None, expiry=None
-                )
-                source = await own_stream(*args, **{**kwargs, "context_value": alone})
-                return _formatted_any(source, request_id)
+        async def start() -> Any:
+            # The group's own context: its reads and turns are not one member's.
+            alone = dataclasses.replace(
+                context, sequencer=Sequencer(), close_connection=None, expiry=None
+            )
+            return await run(alone)
 
-            key = group_key(query, kwargs.get("variable_values"), operation_name)
-            return self.broadcasts.join(key, shared, start)
-        return _formatted_any(await own_stream(*args, **kwargs), request_id)
-
-
-def _formatted_any(result: Any, request_id: str | None) -> Any:
-    if isinstance(result, ExecutionResult):
-        return _formatted(result, request_id)
-    if isinstance(result, AsyncGenerator):
-        return _formatted_stream(result, request_id)
-    return result
-
-
-def _formatted(result: ExecutionResult, request_id: str | None) -> ExecutionResult:
-    if result.errors:
-        result.errors = format_errors(result.errors, parsed=True, request_id=request_id)
-    return result
-
-
-async def _formatted_stream(
-    results: AsyncGenerator[Any, None], request_id: str | None
-) -> AsyncGenerator[Any, None]:
-    try:
-        async for result in results:
-            yield _formatted(result, request_id) if isinstance(result, ExecutionResult) else result
-    finally:
-        await results.aclose()
+        key = group_key(query, request.variables, request.operation_name)
+        return self.broadcasts.join(key, shared, start)
 
 
 def build_schema(settings: Settings) -> TradeGraphSchema:

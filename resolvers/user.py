@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from app import validation
 from app.broker import Message
 from app.events import user_channel
 from app.user import auth
@@ -53,6 +54,9 @@ class UserMutation:
     @strawberry.mutation
     async def login(self, info: Info, email: str, password: str) -> AuthPayload:
         ctx = info.context
+        # Bounded before the rate limiter keys on the email and Argon2 hashes the password.
+        validation.check_length(email, field="email", maximum=validation.EMAIL)
+        validation.check_length(password, field="password", maximum=user_service.MAX_PASSWORD)
         async with ctx.read() as session:
             user = await auth.check_credentials(
                 session,
@@ -68,12 +72,14 @@ class UserMutation:
 
     @strawberry.mutation(description="Spend a refresh token for a new pair; each works once.")
     async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
+        validation.check_length(refresh_token, field="refreshToken", maximum=validation.TOKEN)
         async with info.context.unit_of_work() as session:
             pair = await auth.refresh(session, info.context.settings, token=refresh_token)
         return AuthPayload.from_pair(pair)
 
     @strawberry.mutation(description="End the login session the refresh token belongs to.")
     async def logout(self, info: Info, refresh_token: str) -> bool:
+        validation.check_length(refresh_token, field="refreshToken", maximum=validation.TOKEN)
         async with info.context.unit_of_work() as session:
             return await auth.logout(session, token=refresh_token)
 

@@ -11,8 +11,9 @@ from app.bot.models import Bot
 from app.bot.models import BotMode as BotModeModel
 from app.bot.models import BotStatus as BotStatusModel
 from app.errors import InvalidInput
+from app.market import display
 from schema.context import Info
-from schema.market import Timeframe
+from schema.market import Shown, Timeframe, symbol_name
 from schema.order import OrderType, PositionType, TradeType
 from schema.pagination import Connection
 from schema.strategy import StrategyType
@@ -46,7 +47,7 @@ class BotType:
     name: str
     timeframe: Timeframe
     mode: BotMode
-    allocated_capital: Decimal
+    allocated_capital: Decimal = strawberry.field(description="In the quote currency.")
     status: BotStatus
     error_reason: str | None = strawberry.field(description="Why it stopped, when in ERROR.")
     last_candle_at: datetime | None = strawberry.field(
@@ -58,11 +59,9 @@ class BotType:
     strategy_id: strawberry.Private[int]
     symbol_id: strawberry.Private[int]
 
-    @strawberry.field
-    async def symbol(self, info: Info) -> str:
-        name = await info.context.loaders.symbol_name_by_id.load(self.symbol_id)
-        assert name is not None, "symbols are never deleted under a bot (RESTRICT)"
-        return name
+    @strawberry.field(graphql_type=str)
+    def symbol(self, info: Info) -> Shown[str]:
+        return symbol_name(info, self.symbol_id)
 
     @strawberry.field
     async def strategy(self, info: Info) -> StrategyType:
@@ -94,7 +93,7 @@ class BotType:
             name=bot.name,
             timeframe=bot.timeframe,
             mode=bot.mode,
-            allocated_capital=bot.allocated_capital,
+            allocated_capital=display.money(bot.allocated_capital),
             status=bot.status,
             error_reason=bot.error_reason,
             last_candle_at=bot.last_candle_at,

@@ -18,7 +18,7 @@ from app.errors import DomainError, Unauthenticated
 from app.jobs import JobQueue
 from app.ratelimit import RateLimiter
 from app.runtime import Runtime
-from app.user import auth
+from app.user import auth, revocation
 from app.user.models import User
 from schema.loaders import Loaders
 
@@ -65,11 +65,11 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         """This request's loaders; on a WebSocket, new ones each time (take them once per event)."""
-        names = self.runtime.symbol_names
+        symbols = self.runtime.symbols
         if self.long_lived:
-            return Loaders(self.read, symbol_names=names)
+            return Loaders(self.read, symbols=symbols)
         if self._loaders is None:
-            self._loaders = Loaders(self.read, symbol_names=names)
+            self._loaders = Loaders(self.read, symbols=symbols)
         return self._loaders
 
     @property
@@ -132,6 +132,30 @@ class Context:
             self.claims = claims
         except DomainError as exc:
             self.auth_error = exc
+
+    async def session_ended(self) -> None:
+        """Return once the login session this connection signed in with has ended (see
+        app/user/revocation.py); from then on its operations and feeds are refused."""
+        user = self.require_user()
+        await revocation.wait_until_ended(
+            self.runtime.broker,
+            user_id=user.id,
+            still_open=self._still_signed_in,
+            sequencer=self.sequencer,
+        )
+
+    async def _still_signed_in(self) -> bool:
+        """Ask the database again; a refusal takes the user away, so every later operation,
+        and every feed at its next event, gets UNAUTHENTICATED."""
+        if self.claims is None:
+            return False
+        try:
+            async with self.read() as session:
+                self.user = await auth.authenticate(session, self.claims)
+        except DomainError as exc:
+            self.user, self.auth_error = None, exc
+            return False
+        return True
 
 
 def _autocommit(session: AsyncSession) -> bool:

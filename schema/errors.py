@@ -6,8 +6,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import structlog
+from graphql import (
+    ArgumentNode,
+    DocumentNode,
+    GraphQLError,
+    ObjectFieldNode,
+    ValueNode,
+    VariableNode,
+    Visitor,
+    visit,
+)
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
@@ -33,14 +42,56 @@ def _domain_error(error: GraphQLError, exc: DomainError) -> GraphQLError:
     )
 
 
-def _with_code(error: GraphQLError, code: str) -> GraphQLError:
+def _with_code(error: GraphQLError, code: str, field: str | None = None) -> GraphQLError:
     extensions = {**(error.extensions or {}), "code": code}
+    if field is not None:
+        extensions["field"] = field
     return GraphQLError(
         error.message, error.nodes, error.source, error.positions, error.path, None, extensions
     )
 
 
-def format_error(error: GraphQLError, *, parsed: bool, request_id: str | None) -> GraphQLError:
+class _EnclosingField(Visitor):
+    """The innermost argument or input field whose value holds the text from `start` to `end`."""
+
+    def __init__(self, start: int, end: int) -> None:
+        super().__init__()
+        self.start = start
+        self.end = end
+        self.name: str | None = None
+
+    def enter_argument(self, node: ArgumentNode, *_: object) -> None:
+        self._check(node)
+
+    def enter_object_field(self, node: ObjectFieldNode, *_: object) -> None:
+        self._check(node)
+
+    def _check(self, node: ArgumentNode | ObjectFieldNode) -> None:
+        loc = node.value.loc
+        if loc is not None and loc.start <= self.start and self.end <= loc.end:
+            self.name = node.name.value
+
+
+def literal_field(document: DocumentNode | None, error: GraphQLError) -> str | None:
+    """The argument or input field of a literal value the validation refused (`quantity` for
+    `placeOrder(input: {quantity: 0.01})`): validation reports only the value's node."""
+    node = error.nodes[0] if error.nodes else None
+    if document is None or not isinstance(node, ValueNode) or isinstance(node, VariableNode):
+        return None
+    if node.loc is None:
+        return None
+    finder = _EnclosingField(node.loc.start, node.loc.end)
+    visit(document, finder)
+    return finder.name
+
+
+def format_error(
+    error: GraphQLError,
+    *,
+    parsed: bool,
+    request_id: str | None,
+    document: DocumentNode | None = None,
+) -> GraphQLError:
     original = error.original_error
     if isinstance(original, DomainError):
         return _domain_error(error, original)
@@ -49,9 +100,9 @@ def format_error(error: GraphQLError, *, parsed: bool, request_id: str | None) -
             return _with_code(error, "GRAPHQL_PARSE_FAILED")
         if error.message.startswith("Variable '$"):
             return _with_code(error, "BAD_USER_INPUT")
-        return _with_code(
-            error, "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_REQUEST"
-        )
+        if error.path is None:
+            return _with_code(error, "GRAPHQL_VALIDATION_FAILED", literal_field(document, error))
+        return _with_code(error, "BAD_REQUEST")
     log.error(
         "graphql.unexpected_error",
         request_id=request_id,
@@ -70,14 +121,18 @@ def format_error(error: GraphQLError, *, parsed: bool, request_id: str | None) -
 
 
 def format_errors(
-    errors: list[GraphQLError], *, parsed: bool, request_id: str | None
+    errors: list[GraphQLError],
+    *,
+    parsed: bool,
+    request_id: str | None,
+    document: DocumentNode | None = None,
 ) -> list[GraphQLError]:
     formatted = []
     for error in errors:
         if error.extensions and "code" in error.extensions and error.original_error is None:
             formatted.append(error)
             continue
-        error = format_error(error, parsed=parsed, request_id=request_id)
+        error = format_error(error, parsed=parsed, request_id=request_id, document=document)
         observability.GRAPHQL_ERRORS.labels(code=(error.extensions or {})["code"]).inc()
         formatted.append(error)
     return formatted
@@ -90,6 +145,8 @@ class ErrorFormatter(SchemaExtension):
         yield
         result = self.execution_context.result
         if isinstance(result, GraphQLExecutionResult | ExecutionResult) and result.errors:
-            parsed = self.execution_context.graphql_document is not None
+            document = self.execution_context.graphql_document
             request_id = getattr(self.execution_context.context, "request_id", None)
-            result.errors = format_errors(result.errors, parsed=parsed, request_id=request_id)
+            result.errors = format_errors(
+                result.errors, parsed=document is not None, request_id=request_id, document=document
+            )

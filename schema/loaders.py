@@ -19,7 +19,7 @@ from strawberry.dataloader import DataLoader
 
 from app.bot.models import Bot
 from app.market import service as market_service
-from app.market.models import Symbol
+from app.market.service import SymbolView
 from app.order.models import Order, Position, Trade
 from app.strategy.models import Strategy
 from app.user.models import User
@@ -47,14 +47,14 @@ def _all_each(
 
 
 class Loaders:
-    def __init__(self, read: Reader, *, symbol_names: dict[int, str]) -> None:
+    def __init__(self, read: Reader, *, symbols: dict[int, SymbolView]) -> None:
         # The context's reads: over HTTP one session per request, taken in turns.
         self._read_session = read
-        # Symbol id -> name, kept by the process (the runtime): names never change, and every
-        # order, trade and position shows one.
-        self._names = symbol_names
+        # Symbol id -> name, tick and step, kept by the process (the runtime): they never
+        # change, and every order, trade and position shows its symbol and is rounded to it.
+        self._symbols = symbols
         self.user_by_id = self._by_id(User, User.id)
-        self.symbol_name_by_id: DataLoader[int, str | None] = DataLoader(load_fn=self._symbol_names)
+        self.symbol_by_id: DataLoader[int, SymbolView | None] = DataLoader(load_fn=self._symbols_of)
         self.order_by_id = self._by_id(Order, Order.id)
         self.trades_by_order: DataLoader[int, list[Trade]] = DataLoader(
             load_fn=self._trades_by_order
@@ -89,18 +89,20 @@ class Loaders:
 
         return DataLoader(load_fn=load)
 
-    async def _symbol_names(self, ids: Sequence[int]) -> list[str | None]:
-        missing = [i for i in ids if i not in self._names]
+    def remember(self, symbol: SymbolView) -> None:
+        """A symbol a resolver has read anyway: its rows' fields need not read it again."""
+        self._symbols[symbol.id] = symbol
+
+    async def _symbols_of(self, ids: Sequence[int]) -> list[SymbolView | None]:
+        missing = [i for i in ids if i not in self._symbols]
         if missing:
 
             async def query(session: AsyncSession) -> None:
-                rows = await session.execute(
-                    select(Symbol.id, Symbol.name).where(Symbol.id.in_(missing))
-                )
-                self._names.update({row.id: row.name for row in rows})
+                found = await market_service.symbol_views(session, symbol_ids=missing)
+                self._symbols.update({view.id: view for view in found})
 
             await self._read(query)
-        return [self._names.get(i) for i in ids]
+        return [self._symbols.get(i) for i in ids]
 
     async def _trades_by_order(self, ids: Sequence[int]) -> list[list[Trade]]:
         async def query(session: AsyncSession) -> list[list[Trade]]:

@@ -2,6 +2,10 @@
 
 Nested fields (an order's symbol, trades and bot, a position's mark price) read through the
 request's DataLoaders, so a page of orders costs one statement per kind, not one per order.
+
+Values are shown by the rules of app/market/display.py: prices to the symbol's tick and
+quantities to its step (read through the loaders too), averages and money to 8 places. The
+`stored_*` fields keep the exact values, for what is computed from them.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from app.market import display
 from app.order.accounting import Side as SideModel
 from app.order.models import Order, Portfolio, Position, Trade
 from app.order.models import OrderStatus as OrderStatusModel
 from app.order.models import OrderType as OrderTypeModel
 from app.order.models import TimeInForce as TimeInForceModel
 from schema.context import Info
+from schema.market import Shown, price_of, quantity_of, symbol_name
 from schema.pagination import Connection
 
 if TYPE_CHECKING:
@@ -49,12 +55,6 @@ TimeInForce = TimeInForceModel
 BotRef = Annotated["BotType", strawberry.lazy("schema.bot")]
 
 
-async def _symbol_name(info: Info, symbol_id: int) -> str:
-    name = await info.context.loaders.symbol_name_by_id.load(symbol_id)
-    assert name is not None, "symbols are never deleted under orders (RESTRICT)"
-    return name
-
-
 async def _bot(info: Info, bot_id: int | None) -> BotRef | None:
     from schema.bot import BotType
 
@@ -70,13 +70,10 @@ class OrderType:
     side: Side
     type: OrderTypeModel
     time_in_force: TimeInForce
-    quantity: Decimal
-    price: Decimal | None = strawberry.field(description="The limit price.")
-    stop_price: Decimal | None
     status: OrderStatus
-    filled_quantity: Decimal
-    remaining_quantity: Decimal
-    average_fill_price: Decimal | None
+    average_fill_price: Decimal | None = strawberry.field(
+        description="The average price of its fills, to 8 places."
+    )
     fees: Decimal
     reject_reason: str | None
     client_order_id: str | None
@@ -84,10 +81,37 @@ class OrderType:
     updated_at: datetime
     symbol_id: strawberry.Private[int]
     bot_id: strawberry.Private[int | None]
+    stored_quantity: strawberry.Private[Decimal]
+    stored_price: strawberry.Private[Decimal | None]
+    stored_stop_price: strawberry.Private[Decimal | None]
+    stored_filled: strawberry.Private[Decimal]
+    stored_remaining: strawberry.Private[Decimal]
 
-    @strawberry.field
-    async def symbol(self, info: Info) -> str:
-        return await _symbol_name(info, self.symbol_id)
+    @strawberry.field(graphql_type=str)
+    def symbol(self, info: Info) -> Shown[str]:
+        return symbol_name(info, self.symbol_id)
+
+    @strawberry.field(graphql_type=Decimal)
+    def quantity(self, info: Info) -> Shown[Decimal]:
+        return quantity_of(info, self.symbol_id, self.stored_quantity)
+
+    @strawberry.field(graphql_type=Decimal | None, description="The limit price.")
+    def price(self, info: Info) -> Shown[Decimal] | None:
+        price = self.stored_price
+        return None if price is None else price_of(info, self.symbol_id, price)
+
+    @strawberry.field(graphql_type=Decimal | None)
+    def stop_price(self, info: Info) -> Shown[Decimal] | None:
+        price = self.stored_stop_price
+        return None if price is None else price_of(info, self.symbol_id, price)
+
+    @strawberry.field(graphql_type=Decimal)
+    def filled_quantity(self, info: Info) -> Shown[Decimal]:
+        return quantity_of(info, self.symbol_id, self.stored_filled)
+
+    @strawberry.field(graphql_type=Decimal)
+    def remaining_quantity(self, info: Info) -> Shown[Decimal]:
+        return quantity_of(info, self.symbol_id, self.stored_remaining)
 
     @strawberry.field(description="The bot that placed it; null for a manual order.")
     async def bot(self, info: Info) -> BotRef | None:
@@ -105,20 +129,20 @@ class OrderType:
             side=order.side,
             type=order.type,
             time_in_force=order.time_in_force,
-            quantity=order.quantity,
-            price=order.price,
-            stop_price=order.stop_price,
             status=order.status,
-            filled_quantity=order.filled_quantity,
-            remaining_quantity=order.remaining,
-            average_fill_price=order.average_fill_price,
-            fees=order.fees,
+            average_fill_price=display.average(order.average_fill_price),
+            fees=display.money(order.fees),
             reject_reason=order.reject_reason,
             client_order_id=order.client_order_id,
             created_at=order.created_at,
             updated_at=order.updated_at,
             symbol_id=order.symbol_id,
             bot_id=order.bot_id,
+            stored_quantity=order.quantity,
+            stored_price=order.price,
+            stored_stop_price=order.stop_price,
+            stored_filled=order.filled_quantity,
+            stored_remaining=order.remaining,
         )
 
 
@@ -126,8 +150,6 @@ class OrderType:
 class TradeType:
     id: strawberry.ID
     side: Side
-    quantity: Decimal
-    price: Decimal
     fee: Decimal
     realized_pnl: Decimal = strawberry.field(
         description="What this fill realised on the position, after its fee."
@@ -136,10 +158,20 @@ class TradeType:
     order_id: strawberry.ID
     symbol_id: strawberry.Private[int]
     bot_id: strawberry.Private[int | None]
+    stored_quantity: strawberry.Private[Decimal]
+    stored_price: strawberry.Private[Decimal]
 
-    @strawberry.field
-    async def symbol(self, info: Info) -> str:
-        return await _symbol_name(info, self.symbol_id)
+    @strawberry.field(graphql_type=str)
+    def symbol(self, info: Info) -> Shown[str]:
+        return symbol_name(info, self.symbol_id)
+
+    @strawberry.field(graphql_type=Decimal)
+    def quantity(self, info: Info) -> Shown[Decimal]:
+        return quantity_of(info, self.symbol_id, self.stored_quantity)
+
+    @strawberry.field(graphql_type=Decimal)
+    def price(self, info: Info) -> Shown[Decimal]:
+        return price_of(info, self.symbol_id, self.stored_price)
 
     @strawberry.field
     async def order(self, info: Info) -> OrderType:
@@ -156,14 +188,14 @@ class TradeType:
         return cls(
             id=strawberry.ID(str(trade.id)),
             side=trade.side,
-            quantity=trade.quantity,
-            price=trade.price,
-            fee=trade.fee,
-            realized_pnl=trade.realized_pnl,
+            fee=display.money(trade.fee),
+            realized_pnl=display.money(trade.realized_pnl),
             executed_at=trade.executed_at,
             order_id=strawberry.ID(str(trade.order_id)),
             symbol_id=trade.symbol_id,
             bot_id=trade.bot_id,
+            stored_quantity=trade.quantity,
+            stored_price=trade.price,
         )
 
 
@@ -173,16 +205,21 @@ class TradeType:
 )
 class PositionType:
     id: strawberry.ID
-    quantity: Decimal
-    average_price: Decimal = strawberry.field(description="The average entry price.")
+    average_price: Decimal = strawberry.field(description="The average entry price, to 8 places.")
     realized_pnl: Decimal = strawberry.field(description="Realised so far, after fees.")
     updated_at: datetime
     symbol_id: strawberry.Private[int]
     bot_id: strawberry.Private[int | None]
+    stored_quantity: strawberry.Private[Decimal]
+    stored_average_price: strawberry.Private[Decimal]
 
-    @strawberry.field
-    async def symbol(self, info: Info) -> str:
-        return await _symbol_name(info, self.symbol_id)
+    @strawberry.field(graphql_type=str)
+    def symbol(self, info: Info) -> Shown[str]:
+        return symbol_name(info, self.symbol_id)
+
+    @strawberry.field(graphql_type=Decimal)
+    def quantity(self, info: Info) -> Shown[Decimal]:
+        return quantity_of(info, self.symbol_id, self.stored_quantity)
 
     @strawberry.field
     async def bot(self, info: Info) -> BotRef | None:
@@ -190,30 +227,34 @@ class PositionType:
 
     @strawberry.field(description="The symbol's last price (the average price before any).")
     async def mark_price(self, info: Info) -> Decimal:
-        return await self._mark(info)
+        shown = price_of(info, self.symbol_id, await self._mark(info))
+        return shown if isinstance(shown, Decimal) else await shown
 
     @strawberry.field(description="quantity x markPrice.")
     async def market_value(self, info: Info) -> Decimal:
-        return self.quantity * await self._mark(info)
+        return display.money(self.stored_quantity * await self._mark(info))
 
     @strawberry.field(description="quantity x (markPrice - averagePrice), before exit fees.")
     async def unrealized_pnl(self, info: Info) -> Decimal:
-        return self.quantity * (await self._mark(info) - self.average_price)
+        mark = await self._mark(info)
+        return display.money(self.stored_quantity * (mark - self.stored_average_price))
 
     async def _mark(self, info: Info) -> Decimal:
+        # Computed from the exact values; only what is shown is rounded.
         last = await info.context.loaders.last_price_by_symbol.load(self.symbol_id)
-        return self.average_price if last is None else last
+        return self.stored_average_price if last is None else last
 
     @classmethod
     def from_model(cls, position: Position) -> PositionType:
         return cls(
             id=strawberry.ID(str(position.id)),
-            quantity=position.quantity,
-            average_price=position.average_price,
-            realized_pnl=position.realized_pnl,
+            average_price=display.average(position.average_price),
+            realized_pnl=display.money(position.realized_pnl),
             updated_at=position.updated_at,
             symbol_id=position.symbol_id,
             bot_id=position.bot_id,
+            stored_quantity=position.quantity,
+            stored_average_price=position.average_price,
         )
 
 
@@ -234,17 +275,20 @@ class PortfolioType:
 
     @classmethod
     def from_value(cls, portfolio: Portfolio) -> PortfolioType:
+        # Sums of the exact amounts, each rounded once: a shown total may differ from the sum
+        # of its shown parts in the last place, but never drifts further.
+        money = display.money
         return cls(
             currency=portfolio.currency,
-            balance=portfolio.balance,
-            reserved=portfolio.reserved,
-            available=portfolio.balance - portfolio.reserved,
-            equity=portfolio.equity,
-            exposure=portfolio.exposure,
-            unrealized_pnl=portfolio.unrealized_pnl,
-            realized_pnl=portfolio.realized_pnl,
-            total_pnl=portfolio.realized_pnl + portfolio.unrealized_pnl,
-            pnl_today=portfolio.pnl_today,
+            balance=money(portfolio.balance),
+            reserved=money(portfolio.reserved),
+            available=money(portfolio.balance - portfolio.reserved),
+            equity=money(portfolio.equity),
+            exposure=money(portfolio.exposure),
+            unrealized_pnl=money(portfolio.unrealized_pnl),
+            realized_pnl=money(portfolio.realized_pnl),
+            total_pnl=money(portfolio.realized_pnl + portfolio.unrealized_pnl),
+            pnl_today=money(portfolio.pnl_today),
         )
 
 

@@ -2,11 +2,12 @@
 
 Dashboards and scripts poll the same documents (`orders(first: 20)`, `portfolio`) again and
 again, and between two changes of the user's data every poll gets the same answer. An answer is
-kept under (user, Accept, body) together with the versions of the user's data and of the market
-read before it was computed; the broker counts those versions across every process (see
-app/broker.py), and every change of a user's orders, trades, positions, bots, strategies or
-account, and every market tick, moves one. A request whose versions have not moved is answered
-from the entry without parsing, validating or executing anything.
+kept under (user, login session, Accept, body) together with the versions of the user's data
+and of the market read before it was computed; the broker counts those versions across every
+process (see app/broker.py), and every change of a user's orders, trades, positions, bots,
+strategies or account, every revocation of one of the user's sessions, and every market tick,
+moves one. A request whose versions have not moved is answered from the entry without
+parsing, validating or executing anything.
 
 Kept: queries whose root fields are all in `CACHEABLE` (reads scoped to the signed-in user),
 answered without errors. Never for longer than `seconds`: a bound on staleness should a version
@@ -40,7 +41,7 @@ CACHEABLE = frozenset(
 )
 MAX_BODY = 256 * 1024
 
-Key = tuple[int, str, bytes]
+Key = tuple[int, str, str, bytes]  # user, login session, Accept, body
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from app.broker import Broker, MemoryBroker, RedisBroker
 from app.config import Settings
 from app.db import make_engine
 from app.migrate import upgrade_async
+from app.money import widen_decimal_context
 from app.ratelimit import make_rate_limiter
 from app.runtime import Runtime
 from app.user.models import User
@@ -39,6 +40,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TG_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# As the server and the workers do at start-up (app/money.py says why).
+widen_decimal_context()
 
 
 def unavailable(service: str, error: BaseException) -> None:
@@ -150,6 +154,22 @@ async def flush_redis(url: str = REDIS_URL) -> None:
         unavailable("Redis", exc)
     finally:
         await client.aclose()
+
+
+async def pubsub_clients(client: aioredis.Redis) -> list[dict[str, Any]]:
+    """The pub/sub connections on the client's own database: the server may be shared with
+    other runs, each on a database of its own."""
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    listed = await client.client_list(_type="pubsub")
+    return [entry for entry in listed if int(entry["db"]) == db]
+
+
+async def kill_pubsub_connections(client: aioredis.Redis) -> int:
+    """Drop the pub/sub connections on the client's database, as a network fault would."""
+    killed = 0
+    for entry in await pubsub_clients(client):
+        killed += await client.client_kill_filter(_id=entry["id"])
+    return killed
 
 
 @pytest.fixture

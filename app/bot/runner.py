@@ -30,9 +30,9 @@ from app.errors import Conflict
 from app.market import service as market_service
 from app.market.bars import as_utc
 from app.market.models import Candle, Symbol
-from app.order import exchange
+from app.order import rules
 from app.order import service as order_service
-from app.order.accounting import Side, round_to_step
+from app.order.accounting import Side
 from app.order.models import ZERO, OrderType
 from app.strategy import service as strategy_service
 from app.strategy import signals
@@ -52,13 +52,8 @@ def client_order_id(bot: Bot, candle_open_time: datetime) -> str:
 
 def buy_quantity(settings: Settings, symbol: Symbol, *, budget: Decimal, last: Decimal) -> Decimal:
     """The most the budget buys at market, fee included, on the symbol's quantity grid."""
-    price = exchange.market_price(settings, symbol, side=Side.BUY, last=last)
-    step = symbol.quantity_step
-    quantity = round_to_step(budget / (price * (1 + settings.paper_fee_rate)), step, up=False)
-    # The fee is rounded to 1e-8 on its own, which can tip the cost over by a hair.
-    while quantity > ZERO and exchange.buy_cost(settings, quantity, price) > budget:
-        quantity -= step
-    return max(quantity, ZERO)
+    price = rules.market_price(settings, symbol, side=Side.BUY, last=last)
+    return rules.affordable_quantity(settings, symbol, cash=budget, price=price)
 
 
 async def _closes(

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from app import money
 from app.errors import InvalidInput
 from app.market.models import Timeframe
+from app.money import STORED_LIMIT as STORED_LIMIT
+from app.money import STORED_PLACES as STORED_PLACES
 
 # How many row problems one error message lists before it says "and N more".
 LISTED_PROBLEMS = 10
 PRICE_FIELDS = ("open", "high", "low", "close")
-STORED_PLACES = 18
-STORED_LIMIT = Decimal(10) ** STORED_PLACES
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +67,8 @@ def round_to_step(value: Decimal, step: Decimal) -> Decimal:
 def _unstorable(name: str, value: Decimal) -> str | None:
     # NUMERIC(36, 18) on PostgreSQL would round extra places silently (SQLite's text would
     # not), and refuse larger numbers; both databases must store exactly what was accepted.
-    if not value.is_finite():
-        return f"{name} must be a finite number"
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -STORED_PLACES:
-        return f"{name} has more than {STORED_PLACES} decimal places"
-    if abs(value) >= STORED_LIMIT:
-        return f"{name} is too large"
-    return None
+    problem = money.unstorable(value)
+    return None if problem is None else f"{name} {problem}"
 
 
 def problems(bar: Bar, timeframe: Timeframe) -> list[tuple[str, str]]:

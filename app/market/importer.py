@@ -18,10 +18,13 @@ from app.errors import InvalidInput
 from app.market import service as market_service
 from app.market.bars import PRICE_FIELDS, Bar, as_utc, check_rows
 from app.market.models import Timeframe
+from app.validation import check_length
 
 COLUMNS = ("time", *PRICE_FIELDS, "volume")
-# A GraphQL request is no place for bulk loads; files of any size go through the CLI.
+# A GraphQL request is no place for bulk loads; files go through the CLI.
 MAX_BATCH = 5000
+# A file is read whole and imported in one transaction: a year of 1m candles is some 30 MB.
+MAX_CSV_CHARS = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ async def import_csv(
     session: AsyncSession, *, symbol: str, timeframe: Timeframe, text: str
 ) -> Imported:
     """Import a whole file, replacing candles already stored at the same times."""
+    check_length(text, field="file", maximum=MAX_CSV_CHARS)
     found = await market_service.get_symbol_by_name(session, name=symbol)
     rows, errors = parse_csv(text, timeframe=timeframe)
     if errors:

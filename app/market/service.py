@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import events
+from app import events, validation
 from app.errors import InvalidInput, NotFound
 from app.market.bars import Bar, aggregate, as_utc, check_rows, rows_error
 from app.market.models import Candle, Symbol, Ticker, Timeframe
@@ -72,6 +72,31 @@ class TickerView:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolView:
+    """What a reader of a symbol's rows needs of it: its name, and the tick and step its
+    prices and quantities are shown to. These never change, so a process keeps them once
+    read (Runtime.symbols)."""
+
+    id: int
+    name: str
+    price_tick: Decimal
+    quantity_step: Decimal
+
+    @classmethod
+    def of(cls, symbol: Symbol) -> SymbolView:
+        return cls(symbol.id, symbol.name, symbol.price_tick, symbol.quantity_step)
+
+
+async def symbol_views(session: AsyncSession, *, symbol_ids: Sequence[int]) -> list[SymbolView]:
+    rows = await session.execute(
+        select(Symbol.id, Symbol.name, Symbol.price_tick, Symbol.quantity_step).where(
+            Symbol.id.in_(symbol_ids)
+        )
+    )
+    return [SymbolView(row.id, row.name, row.price_tick, row.quantity_step) for row in rows]
+
+
 async def list_symbols(session: AsyncSession, *, active_only: bool = True) -> list[Symbol]:
     query = select(Symbol).order_by(Symbol.name)
     if active_only:
@@ -80,6 +105,7 @@ async def list_symbols(session: AsyncSession, *, active_only: bool = True) -> li
 
 
 async def get_symbol_by_name(session: AsyncSession, *, name: str) -> Symbol:
+    validation.check_length(name, field="symbol", maximum=validation.SYMBOL)
     symbol = await session.scalar(select(Symbol).where(Symbol.name == name.strip().upper()))
     if symbol is None:
         raise NotFound(f"no symbol named {name!r}", field="symbol")
@@ -132,6 +158,17 @@ async def last_price(session: AsyncSession, *, symbol_id: int) -> tuple[Decimal,
     return None if row is None else (row.close, row.open_time + Timeframe.M1.duration)
 
 
+async def latest_volume(session: AsyncSession, *, symbol_id: int) -> Decimal | None:
+    """The volume of the symbol's newest 1m candle (the one still open, if any), or None."""
+    volume: Decimal | None = await session.scalar(
+        select(Candle.volume)
+        .where(Candle.symbol_id == symbol_id, Candle.timeframe == Timeframe.M1)
+        .order_by(Candle.open_time.desc())
+        .limit(1)
+    )
+    return volume
+
+
 async def last_prices(session: AsyncSession, *, symbol_ids: Sequence[int]) -> dict[int, Decimal]:
     """`last_price` of many symbols: one statement for the live ones, then the rest one by one
     (symbols that never ticked are few: an imported history, a fresh install)."""
@@ -146,7 +183,8 @@ async def last_prices(session: AsyncSession, *, symbol_ids: Sequence[int]) -> di
     return found
 
 
-async def _ticker_of(session: AsyncSession, symbol: Symbol) -> TickerView | None:
+async def ticker_of(session: AsyncSession, symbol: Symbol) -> TickerView | None:
+    """None when the symbol has no price yet (no ticks, no candles)."""
     last = await last_price(session, symbol_id=symbol.id)
     if last is None:
         return None
@@ -163,7 +201,7 @@ async def _ticker_of(session: AsyncSession, symbol: Symbol) -> TickerView | None
 
 async def ticker(session: AsyncSession, *, symbol: str) -> TickerView | None:
     """None when the symbol has no price yet (no ticks, no candles)."""
-    return await _ticker_of(session, await get_symbol_by_name(session, name=symbol))
+    return await ticker_of(session, await get_symbol_by_name(session, name=symbol))
 
 
 async def set_price(
@@ -182,7 +220,7 @@ async def set_price(
             index_elements=["symbol_id"], set_={"price": price, "updated_at": values["updated_at"]}
         )
     )
-    view = await _ticker_of(session, symbol)
+    view = await ticker_of(session, symbol)
     assert view is not None  # the price was just written
     events.record(
         session, events.Event(ticker_channel(symbol.name), "ticker.changed", view.to_payload())

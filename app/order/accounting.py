@@ -7,7 +7,8 @@ what is open, and the realised PnL so far. Rules:
   quantity-weighted mean of the old average and the fill price.
 - A fill against the position closes part or all of it at the fill price; the closed part
   realises `closed quantity x (fill price - average entry)` for a long (the reverse for a
-  short). The average entry of what stays open does not change.
+  short), rounded half-even to the 18 places the database keeps (so that both databases store
+  the same value). The average entry of what stays open does not change.
 - A fill larger than the open quantity closes it and opens the rest in the other direction at
   the fill price (a flip).
 - Fees are paid in the quote currency and come off realised PnL when they are paid, so realised
@@ -72,7 +73,9 @@ def apply_fill(
         )
     else:
         direction = 1 if held > ZERO else -1
-        gross = min(quantity, abs(held)) * (price - state.average_price) * direction
+        gross = (min(quantity, abs(held)) * (price - state.average_price) * direction).quantize(
+            PLACES, ROUND_HALF_EVEN
+        )
         if remaining == ZERO:
             average = ZERO
         elif (remaining > ZERO) == (held > ZERO):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Money, UTCDateTime, string_enum, utcnow
@@ -47,16 +47,58 @@ class OrderStatus(enum.StrEnum):
 OPEN_STATUSES = (OrderStatus.NEW, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
+def checks(**rules: str) -> tuple[CheckConstraint, ...]:
+    """CHECK constraints over money columns, named by rule. Money is text on SQLite, whose
+    comparisons would then be textual: each column is compared as a number (exactly on
+    PostgreSQL; on SQLite as a float, which keeps the order of the decimals it rounds)."""
+    return tuple(CheckConstraint(rule, name=name) for name, rule in rules.items())
+
+
+def number(column: str) -> str:
+    return f"CAST({column} AS NUMERIC)"
+
+
+# The database refuses a wrong book: a bug becomes an error, never a quietly wrong balance.
+ACCOUNT_CHECKS = {
+    "balance_not_negative": f"{number('balance')} >= 0",
+    "reserved_not_negative": f"{number('reserved')} >= 0",
+    "reserved_within_balance": f"{number('reserved')} <= {number('balance')}",
+}
+ORDER_CHECKS = {
+    "quantity_positive": f"{number('quantity')} > 0",
+    "filled_within_quantity": (
+        f"{number('filled_quantity')} >= 0 AND {number('filled_quantity')} <= {number('quantity')}"
+    ),
+    "reserved_not_negative": f"{number('reserved')} >= 0",
+    "fees_not_negative": f"{number('fees')} >= 0",
+    "price_positive": f"price IS NULL OR {number('price')} > 0",
+    "stop_price_positive": f"stop_price IS NULL OR {number('stop_price')} > 0",
+}
+TRADE_CHECKS = {
+    "quantity_positive": f"{number('quantity')} > 0",
+    "price_positive": f"{number('price')} > 0",
+    "fee_not_negative": f"{number('fee')} >= 0",
+}
+# The paper exchange is long or flat.
+POSITION_CHECKS = {
+    "quantity_not_negative": f"{number('quantity')} >= 0",
+    "average_price_not_negative": f"{number('average_price')} >= 0",
+}
+
+
 class Account(Base):
-    """A user's paper cash; `reserved` is held back for open BUY orders."""
+    """A user's paper cash; `reserved` is held back for open BUY orders. `reset_at` is when
+    the account was last reset: trades before it are history, not part of today's PnL."""
 
     __tablename__ = "accounts"
+    __table_args__ = checks(**ACCOUNT_CHECKS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     currency: Mapped[str] = mapped_column(String(8), default="USD")
     balance: Mapped[Decimal] = mapped_column(Money())
     reserved: Mapped[Decimal] = mapped_column(Money(), default=ZERO)
+    reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -73,6 +115,7 @@ class Order(Base):
         Index("ix_orders_symbol_id_status", "symbol_id", "status"),
         # A bot's latest orders (nested `bot { orders }`, the `botId` filter).
         Index("ix_orders_bot_id_id", "bot_id", "id"),
+        *checks(**ORDER_CHECKS),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -109,6 +152,7 @@ class Trade(Base):
         # Newest first, per owner and per bot.
         Index("ix_trades_owner_id_id", "owner_id", "id"),
         Index("ix_trades_bot_id_id", "bot_id", "id"),
+        *checks(**TRADE_CHECKS),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -136,6 +180,7 @@ class Position(Base):
     __table_args__ = (
         UniqueConstraint("owner_id", "bot_key", "symbol_id", name="uq_positions_owner_bot_symbol"),
         Index("ix_positions_bot_key", "bot_key"),
+        *checks(**POSITION_CHECKS),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -6,13 +6,14 @@ transaction that never waits for the writer). Histories (orders, trades) page ne
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db import utcnow
+from app.db import snapshot, utcnow
 from app.errors import NotFound
 from app.market import service as market_service
 from app.order.models import ZERO, Account, Order, OrderStatus, Portfolio, Position, Trade
@@ -107,14 +108,23 @@ async def marks(session: AsyncSession, positions: list[Position]) -> dict[int, D
 
 
 async def portfolio(session: AsyncSession, settings: Settings, *, owner_id: int) -> Portfolio:
-    """The account valued at the last prices. A user who never traded has the starting cash:
-    the account row itself is only created by the first order."""
-    account = await session.scalar(select(Account).where(Account.owner_id == owner_id))
+    """The account valued at the last prices, read from one snapshot (a fill committing
+    between the reads would otherwise count its cash and its position apart). A user who
+    never traded has the starting cash: the account row itself is only created by the first
+    order."""
+    async with snapshot(session):
+        account = await session.scalar(select(Account).where(Account.owner_id == owner_id))
+        positions = list(
+            (await session.scalars(select(Position).where(Position.owner_id == owner_id))).all()
+        )
+        prices = await marks(session, positions)
+        today = await session.scalars(
+            select(Trade.realized_pnl).where(
+                Trade.owner_id == owner_id, Trade.executed_at >= _day_start(account)
+            )
+        )
+        pnl_today = sum(today.all(), ZERO)
     balance = settings.paper_starting_balance if account is None else account.balance
-    positions = list(
-        (await session.scalars(select(Position).where(Position.owner_id == owner_id))).all()
-    )
-    prices = await marks(session, positions)
     value = exposure = unrealized = realized = ZERO
     for position in positions:
         mark = prices[position.symbol_id]
@@ -122,10 +132,6 @@ async def portfolio(session: AsyncSession, settings: Settings, *, owner_id: int)
         exposure += abs(position.quantity * mark)
         unrealized += position.quantity * (mark - position.average_price)
         realized += position.realized_pnl
-    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    today = await session.scalars(
-        select(Trade.realized_pnl).where(Trade.owner_id == owner_id, Trade.executed_at >= midnight)
-    )
     return Portfolio(
         currency="USD" if account is None else account.currency,
         balance=balance,
@@ -134,5 +140,13 @@ async def portfolio(session: AsyncSession, settings: Settings, *, owner_id: int)
         exposure=exposure,
         unrealized_pnl=unrealized,
         realized_pnl=realized,
-        pnl_today=sum(today.all(), ZERO),
+        pnl_today=pnl_today,
     )
+
+
+def _day_start(account: Account | None) -> datetime:
+    """Today's PnL counts from 00:00 UTC, or from a reset made since."""
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    if account is None or account.reset_at is None:
+        return midnight
+    return max(midnight, account.reset_at)

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.errors import Unauthenticated
 from app.ratelimit import RateLimiter
+from app.user import revocation
 from app.user.models import RefreshToken, User
 
 WRONG_CREDENTIALS = "invalid email or password"
@@ -102,7 +103,7 @@ async def refresh(session: AsyncSession, settings: Settings, *, token: str) -> T
         .execution_options(synchronize_session=False)
     )
     if spent.rowcount != 1:
-        await revoke_family(session, family_id=row.family_id, now=now)
+        await revoke_family(session, user_id=row.user_id, family_id=row.family_id, now=now)
         raise RefreshTokenReused("refresh token already used; the session is revoked")
     user = await session.get(User, row.user_id)
     if user is None or not user.is_active:
@@ -117,20 +118,25 @@ async def logout(session: AsyncSession, *, token: str) -> bool:
     )
     if row is None or row.revoked_at is not None:
         return False
-    await revoke_family(session, family_id=row.family_id, now=utcnow())
+    await revoke_family(session, user_id=row.user_id, family_id=row.family_id, now=utcnow())
     return True
 
 
-async def revoke_family(session: AsyncSession, *, family_id: str, now: datetime) -> None:
+async def revoke_family(
+    session: AsyncSession, *, user_id: int, family_id: str, now: datetime
+) -> None:
+    """End one login session: its refresh tokens, and with them its access tokens."""
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
+    revocation.announce(session, user_id=user_id)
 
 
 async def revoke_sessions(session: AsyncSession, *, user_id: int, keep_family: str | None) -> None:
+    """End every login session of the user but `keep_family`."""
     query = update(RefreshToken).where(
         RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)
     )
@@ -139,13 +145,33 @@ async def revoke_sessions(session: AsyncSession, *, user_id: int, keep_family: s
     await session.execute(
         query.values(revoked_at=utcnow()).execution_options(synchronize_session=False)
     )
+    revocation.announce(session, user_id=user_id)
 
 
 async def authenticate(session: AsyncSession, claims: security.AccessClaims) -> User:
-    """The user behind a valid access token, if the account is still active."""
-    user = await session.get(User, claims.user_id)
-    if user is None or not user.is_active:
-        raise Unauthenticated("account is not active")
+    """The user behind a valid access token, while the account is active and the token's login
+    session is open (a refresh token of its family neither revoked nor expired).
+
+    One statement, asked on every request and again by an open connection when a revocation
+    is announced: the signature proves who the token was issued to, not that its session was
+    not ended since (logout, a spent refresh token presented again, a new password set in
+    another session, deactivation).
+    """
+    session_open = (
+        select(RefreshToken.id)
+        .where(
+            RefreshToken.family_id == claims.session_id,
+            RefreshToken.user_id == claims.user_id,
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > utcnow(),
+        )
+        .exists()
+    )
+    user = await session.scalar(
+        select(User).where(User.id == claims.user_id, User.is_active, session_open)
+    )
+    if user is None:
+        raise Unauthenticated("the session has ended; sign in again")
     return user
 
 

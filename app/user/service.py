@@ -12,6 +12,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.pagination import Page, paginate
 from app.user import auth
 from app.user.models import Role, User
+from app.validation import EMAIL, check_length
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
@@ -25,6 +26,7 @@ def _changed(session: AsyncSession, user: User) -> None:
 
 
 def normalise_email(email: str) -> str:
+    check_length(email, field="email", maximum=EMAIL)
     try:
         checked = validate_email(email.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
@@ -98,6 +100,8 @@ async def change_password(
 ) -> User:
     """Set a new password and sign out every other login session of the user."""
     user = await get(session, user_id=user_id)
+    # Bounded before Argon2 sees it, like every password (no stored one is longer).
+    check_length(current_password, field="currentPassword", maximum=MAX_PASSWORD)
     if not await security.verify_password_async(user.password_hash, current_password):
         raise InvalidInput("current password is wrong", field="currentPassword")
     check_password(new_password, field="newPassword")
@@ -122,7 +126,8 @@ async def set_role(session: AsyncSession, *, actor_id: int, user_id: int, role: 
 
 
 async def deactivate(session: AsyncSession, *, actor_id: int, user_id: int) -> User:
-    """Deactivation is immediate: every request re-checks `is_active`, and sessions are revoked."""
+    """Deactivation is immediate: every request and open connection re-checks `is_active`,
+    and sessions are revoked."""
     if actor_id == user_id:
         raise Conflict("admins cannot deactivate themselves", field="id")
     user = await get(session, user_id=user_id)

@@ -16,7 +16,7 @@ from app.broker import (
     Sequencer,
     Subscription,
 )
-from tests.conftest import REDIS_URL, flush_redis
+from tests.conftest import REDIS_URL, flush_redis, kill_pubsub_connections, pubsub_clients
 
 
 async def test_subscriber_receives_only_its_channels(broker: Broker) -> None:
@@ -71,7 +71,7 @@ async def test_redis_broker_shares_one_connection_and_crosses_processes(redis_ur
             numsub = dict(await client.pubsub_numsub("c1", "c2"))
             # Two local subscribers, one Redis subscription each channel, on one connection.
             assert numsub == {"c1": 1, "c2": 1}
-            clients = await client.client_list(_type="pubsub")
+            clients = await pubsub_clients(client)
             assert len(clients) == 1
     finally:
         await sender.aclose()
@@ -86,7 +86,7 @@ async def test_redis_broker_resubscribes_after_the_connection_is_killed(redis_ur
         async with broker.subscribe("survives") as subscription:
             await broker.publish("survives", "before")
             assert (await asyncio.wait_for(subscription.get(), 5)).data == "before"
-            await client.client_kill_filter(_type="pubsub")
+            await kill_pubsub_connections(client)
             for _ in range(100):
                 if dict(await client.pubsub_numsub("survives"))["survives"] == 1:
                     break
@@ -180,7 +180,7 @@ async def test_what_is_published_while_reconnecting_interrupts_its_lossless_feed
             await sender.publish("user:5:orders", "before")
             assert (await asyncio.wait_for(missed.get(), 5)).data == "before"
             assert (await asyncio.wait_for(relaxed.get(), 5)).data == "before"
-            await client.client_kill_filter(_type="pubsub")
+            await kill_pubsub_connections(client)
             await sender.publish("user:5:orders", "lost")  # nobody here is listening
             assert (await asyncio.wait_for(missed.get(), 5)).channel == ""  # woken, marked
             assert missed.interrupted
@@ -205,7 +205,7 @@ async def test_a_channel_count_that_went_back_interrupts_its_lossless_feeds(redi
         async with broker.subscribe("user:7:orders", lossless=True) as feed:
             await sender.publish("user:7:orders", "before")
             assert (await asyncio.wait_for(feed.get(), 5)).data == "before"
-            await client.client_kill_filter(_type="pubsub")
+            await kill_pubsub_connections(client)
             await client.delete("tg:number:user:7:orders")
             assert (await asyncio.wait_for(feed.get(), 5)).channel == ""
             assert feed.interrupted

@@ -28,6 +28,12 @@ mutation Refresh($token: String!) {
 }
 """
 ME = "query Me { me { id email displayName role isActive } }"
+LOGOUT = "mutation Logout($token: String!) { logout(refreshToken: $token) }"
+CHANGE_PASSWORD = """
+mutation ChangePassword($current: String!, $new: String!) {
+  changePassword(input: {currentPassword: $current, newPassword: $new}) { id }
+}
+"""
 UPDATE_PROFILE = """
 mutation UpdateProfile($name: String!) {
   updateProfile(input: {displayName: $name}) { id displayName }

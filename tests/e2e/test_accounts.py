@@ -6,14 +6,19 @@ import httpx
 import pytest
 
 from tests.e2e.client import (
+    CHANGE_PASSWORD,
     JSON,
     LOGIN,
+    LOGOUT,
     Account,
     GraphQLClient,
     error_code,
     new_email,
 )
 from tests.e2e.server import Server, run_cli
+from tests.e2e.test_response_cache import HEADER as CACHE_HEADER
+from tests.e2e.test_response_cache import ORDERS
+from tests.e2e.test_websocket import live_account_updates, until_closed, updates_and_refusals
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +35,6 @@ SET_ROLE = """
 mutation SetRole($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id role } }
 """
 DEACTIVATE = "mutation Deactivate($id: ID!) { deactivateUser(id: $id) { id isActive } }"
-LOGOUT = "mutation Logout($token: String!) { logout(refreshToken: $token) }"
-CHANGE_PASSWORD = """
-mutation ChangePassword($current: String!, $new: String!) {
-  changePassword(input: {currentPassword: $current, newPassword: $new}) { id }
-}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +83,14 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_session(
     assert (await api.me(rotated["accessToken"]))["data"]["me"]["id"] == account.id
 
     # The spent token coming back means someone holds a copy: refused, and the session ends.
+    assert "errors" not in await api.me(first.access)
     reused = await api.refresh(first.refresh)
     assert error_code(reused) == "UNAUTHENTICATED", reused
     after_theft = await api.refresh(rotated["refreshToken"])
     assert error_code(after_theft) == "UNAUTHENTICATED", after_theft
+    # So do the session's access tokens, old and new, though they have minutes left.
+    for access in (first.access, rotated["accessToken"]):
+        assert error_code(await api.me(access)) == "UNAUTHENTICATED"
 
 
 async def test_logout_ends_only_its_own_session(api: GraphQLClient) -> None:
@@ -98,6 +101,35 @@ async def test_logout_ends_only_its_own_session(api: GraphQLClient) -> None:
     assert error_code(await api.refresh(ended.refresh)) == "UNAUTHENTICATED"
     assert (await api.data(LOGOUT, {"token": ended.refresh}))["logout"] is False
     assert "errors" not in await api.refresh(kept.refresh)
+
+
+async def test_logout_ends_the_sessions_access_tokens_at_once(api: GraphQLClient) -> None:
+    account, kept = await api.signed_up()
+    ended = await api.login(account)
+    assert (await api.me(ended.access))["data"]["me"]["id"] == account.id
+
+    await api.data(LOGOUT, {"token": ended.refresh})
+
+    # The access token has minutes left, yet its session is over.
+    assert error_code(await api.me(ended.access)) == "UNAUTHENTICATED"
+    assert (await api.me(kept.access))["data"]["me"]["id"] == account.id
+
+
+async def test_an_ended_session_reads_nothing_another_session_left_in_the_cache(
+    api: GraphQLClient,
+) -> None:
+    account, kept = await api.signed_up()
+    ended = await api.login(account)
+    await api.data(LOGOUT, {"token": ended.refresh})
+    # The other session's answer is kept (the second read is a hit)...
+    for expected in (None, "hit"):
+        response = await api.post(ORDERS, token=kept.access)
+        assert "errors" not in response.json(), response.text
+        assert response.headers.get(CACHE_HEADER) == expected
+    # ...and the very same document with the ended session's token is refused.
+    refused = await api.post(ORDERS, token=ended.access)
+    assert refused.headers.get(CACHE_HEADER) is None
+    assert error_code(refused.json()) == "UNAUTHENTICATED", refused.text
 
 
 async def test_wrong_password_and_unknown_email_are_indistinguishable(api: GraphQLClient) -> None:
@@ -149,6 +181,8 @@ async def test_change_password_signs_out_the_other_sessions(api: GraphQLClient) 
     )
 
     assert error_code(await api.refresh(other.refresh)) == "UNAUTHENTICATED"
+    assert error_code(await api.me(other.access)) == "UNAUTHENTICATED"
+    assert (await api.me(current.access))["data"]["me"]["id"] == account.id
     assert "errors" not in await api.refresh(current.refresh)
     old = await api.execute(LOGIN, {"email": account.email, "password": account.password})
     assert error_code(old) == "UNAUTHENTICATED"
@@ -205,6 +239,20 @@ async def test_deactivated_user_is_refused_at_once(api: GraphQLClient, admin: Ac
     assert error_code(await api.refresh(tokens.refresh)) == "UNAUTHENTICATED"
     login = await api.execute(LOGIN, {"email": user.email, "password": user.password})
     assert error_code(login) == "UNAUTHENTICATED"
+
+
+async def test_deactivation_closes_the_users_open_connection(
+    server: Server, api: GraphQLClient, admin: Account
+) -> None:
+    admin_token = (await api.login(admin)).access
+    user, tokens = await api.signed_up()
+    async with live_account_updates(server, api, tokens) as ws:
+        await api.data(DEACTIVATE, {"id": user.id}, token=admin_token)
+        messages, code = await until_closed(ws)
+
+    assert code == 4403
+    _, codes = updates_and_refusals(messages)
+    assert set(codes) <= {"UNAUTHENTICATED"}, messages
 
 
 async def test_only_admins_administer(api: GraphQLClient) -> None:

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from app import security
 from app.db import utcnow
-from tests.conftest import REDIS_URL, test_settings
+from tests.conftest import REDIS_URL, kill_pubsub_connections, test_settings
 from tests.e2e.client import GraphQLClient
 from tests.e2e.server import Server
 from tests.e2e.test_websocket import (
@@ -136,12 +136,13 @@ async def test_market_data_reaches_both_protocols_alike(market: Server, api: Gra
 
 
 async def test_a_connection_ends_with_its_access_token(server: Server, api: GraphQLClient) -> None:
-    account, _ = await api.signed_up()
-    # A token of the server's own kind that has two seconds left.
+    account, tokens = await api.signed_up()
+    # A token of the server's own kind, for the open login session, that has two seconds left.
     settings = test_settings(access_token_minutes=5)
+    session_id = security.decode_access_token(settings, tokens.access).session_id
     issued = utcnow() - timedelta(minutes=5) + timedelta(seconds=2)
     token = security.create_access_token(
-        settings, user_id=int(account.id), role="user", session_id="e2e", now=issued
+        settings, user_id=int(account.id), role="user", session_id=session_id, now=issued
     )
     async with open_socket(server, TRANSPORT_WS, {"Authorization": f"Bearer {token}"}) as ws:
         assert (await receive(ws))["type"] == "connection_ack"
@@ -261,7 +262,7 @@ async def test_an_order_placed_through_one_replica_reaches_a_feed_on_the_other(
 async def _kill_pubsub_connections() -> None:
     redis = aioredis.Redis.from_url(REDIS_URL)
     try:
-        assert await redis.client_kill_filter(_type="pubsub") >= 1
+        assert await kill_pubsub_connections(redis) >= 1
     finally:
         await redis.aclose()
 

@@ -15,7 +15,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.e2e.client import UPDATE_PROFILE, GraphQLClient, Tokens
+from tests.e2e.client import (
+    CHANGE_PASSWORD,
+    LOGOUT,
+    UPDATE_PROFILE,
+    GraphQLClient,
+    Tokens,
+    error_code,
+)
 from tests.e2e.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -93,6 +100,42 @@ def renamer(api: GraphQLClient, tokens: Tokens) -> Callable[[str], Awaitable[Non
         await api.data(UPDATE_PROFILE, {"name": name}, token=tokens.access)
 
     return rename
+
+
+@contextlib.asynccontextmanager
+async def live_account_updates(
+    server: Server, api: GraphQLClient, tokens: Tokens
+) -> AsyncIterator[ClientConnection]:
+    """A connection signed in with `tokens` whose `accountUpdates` has delivered an update."""
+    async with open_socket(server, TRANSPORT_WS, bearer(tokens)) as ws:
+        assert (await receive(ws))["type"] == "connection_ack"
+        subscribe = {"id": "1", "type": "subscribe", "payload": {"query": ACCOUNT_UPDATES}}
+        await ws.send(json.dumps(subscribe))
+        await await_update(ws, renamer(api, tokens), data_type="next")
+        yield ws
+
+
+def updates_and_refusals(messages: list[JSON]) -> tuple[list[str], list[str]]:
+    """The display names `accountUpdates` delivered in `messages`, and the codes of the errors
+    among them."""
+    names: list[str] = []
+    codes: list[str] = []
+    for message in messages:
+        payload = message.get("payload")
+        errors = payload if isinstance(payload, list) else (payload or {}).get("errors") or []
+        codes.extend(error["extensions"]["code"] for error in errors)
+        if message["type"] == "next" and not errors:
+            names.append(message["payload"]["data"]["accountUpdates"]["displayName"])
+    return names, codes
+
+
+async def refused_at_connection(server: Server, tokens: Tokens) -> None:
+    """A new connection with the token is closed with 4403 before anything runs."""
+    async with open_socket(server, TRANSPORT_WS, bearer(tokens)) as ws:
+        subscribe = {"id": "2", "type": "subscribe", "payload": {"query": ACCOUNT_UPDATES}}
+        await ws.send(json.dumps(subscribe))
+        messages, code = await until_closed(ws)
+    assert (messages, code) == ([], 4403)
 
 
 @pytest.mark.parametrize(
@@ -213,3 +256,76 @@ async def test_updates_fan_out_across_replicas(
             update = await await_update(ws, renamer(api_b, tokens), data_type="next")
 
             assert update["id"] == account.id
+
+
+async def test_logout_closes_the_sessions_open_connection(
+    server: Server, api: GraphQLClient
+) -> None:
+    account, ended = await api.signed_up()
+    kept = await api.login(account)
+    async with live_account_updates(server, api, ended) as ws:
+        assert (await api.data(LOGOUT, {"token": ended.refresh}))["logout"] is True
+        # A change after the logout, made through the session that goes on: not delivered.
+        await renamer(api, kept)("After Logout")
+        messages, code = await until_closed(ws)
+
+    assert code == 4403
+    names, codes = updates_and_refusals(messages)
+    assert "After Logout" not in names
+    assert set(codes) <= {"UNAUTHENTICATED"}, messages
+    await refused_at_connection(server, ended)
+    async with live_account_updates(server, api, kept):
+        pass  # the other session still connects
+
+
+async def test_a_reused_refresh_token_closes_its_sessions_connections(
+    server: Server, api: GraphQLClient
+) -> None:
+    _, first = await api.signed_up()
+    rotated = (await api.refresh(first.refresh))["data"]["refreshToken"]
+    newest = Tokens(access=rotated["accessToken"], refresh=rotated["refreshToken"])
+    async with (
+        live_account_updates(server, api, first) as old_ws,
+        live_account_updates(server, api, newest) as new_ws,
+    ):
+        assert error_code(await api.refresh(first.refresh)) == "UNAUTHENTICATED"
+        closed = [await until_closed(ws) for ws in (old_ws, new_ws)]
+
+    assert [code for _, code in closed] == [4403, 4403]
+    await refused_at_connection(server, newest)
+
+
+async def test_a_new_password_closes_the_other_sessions_connections_only(
+    server: Server, api: GraphQLClient
+) -> None:
+    account, current = await api.signed_up()
+    other = await api.login(account)
+    async with (
+        live_account_updates(server, api, current) as kept_ws,
+        live_account_updates(server, api, other) as other_ws,
+    ):
+        change = {"current": account.password, "new": "a-brand-new-password"}
+        await api.data(CHANGE_PASSWORD, change, token=current.access)
+        _, code = await until_closed(other_ws)
+        assert code == 4403
+        # The current session's connection goes on delivering.
+        await renamer(api, current)("Still Here")
+        names: list[str] = []
+        while "Still Here" not in names:
+            names += updates_and_refusals([await receive(kept_ws)])[0]
+
+
+async def test_logout_through_one_replica_closes_the_connection_on_the_other(
+    production_server: Server, production_replica: Server
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=production_server.base_url, timeout=10.0) as http_a,
+        httpx.AsyncClient(base_url=production_replica.base_url, timeout=10.0) as http_b,
+    ):
+        api_a, api_b = GraphQLClient(http_a), GraphQLClient(http_b)
+        _, tokens = await api_a.signed_up()
+        async with live_account_updates(production_server, api_a, tokens) as ws:
+            await api_b.data(LOGOUT, {"token": tokens.refresh})
+            _, code = await until_closed(ws)
+
+    assert code == 4403

@@ -8,20 +8,32 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events, observability
 from app.config import Settings
-from app.order import exchange
+from app.order import service as order_service
+from app.order.models import Position
 from app.runtime import Runtime
 from app.user.models import User
 from resolvers.root import TradeGraphSchema
 from schema.context import Context
-from tests.factories import error_codes, make_bot, make_trader, make_user, place
+from tests.factories import error_codes, make_bot, make_trader, make_user, place, set_price
 
 ORDERS = "subscription($bot: ID) { orderUpdates(botId: $bot) { id status side bot { id } } }"
 TRADES = "subscription { tradeExecutions { quantity price order { id } } }"
 POSITIONS = "subscription { positionUpdates { symbol quantity averagePrice } }"
+POSITION_VALUES = """subscription { positionUpdates {
+  quantity averagePrice markPrice unrealizedPnl } }"""
+TRADE_VALUES = "subscription { tradeExecutions { side price realizedPnl } }"
+TOPICS = {
+    ORDERS: "orders",
+    TRADES: "trades",
+    POSITIONS: "positions",
+    POSITION_VALUES: "positions",
+    TRADE_VALUES: "trades",
+}
 
 
 class Feed:
@@ -58,7 +70,7 @@ async def _open(
 ) -> Feed:
     """Subscribe, and return once the subscription listens (its first reads are done: the
     tests' sessions share one connection and must not interleave)."""
-    topic = {ORDERS: "orders", TRADES: "trades", POSITIONS: "positions"}[document]
+    topic = TOPICS[document]
     channel = events.user_channel(context.user_id, topic)
     already = context.runtime.broker.local_subscribers(channel)
     stream = await schema.subscribe(document, variable_values=variables, context_value=context)
@@ -98,6 +110,51 @@ async def test_a_fill_reaches_the_order_trade_and_position_feeds(
         await feed.close()
 
 
+async def test_feeds_show_values_as_a_trader_reads_them(
+    schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession, settings: Settings
+) -> None:
+    user, symbol = await make_trader(session)
+    connection = _connection(runtime, user)
+    positions = await _open(schema, connection, POSITION_VALUES)
+
+    async def trade_at(last: str, side: str) -> None:
+        async with Context(runtime, "t", "x", user=user).unit_of_work() as unit:
+            await set_price(unit, symbol=symbol, price=last)
+            await place(unit, settings, user, symbol=symbol.name, side=side)
+
+    # Fills at 100.05, 101.06 and 102.06: an average of 303.17 / 3.
+    for last in ("100", "101", "102"):
+        await trade_at(last, "BUY")
+        update = (await positions.result())["positionUpdates"]
+    assert update == {
+        "quantity": "3",
+        "averagePrice": "101.05666667",
+        "markPrice": "102",
+        "unrealizedPnl": "2.83",  # 3 x (102 - 101.0566666...67) = 2.8299999...99
+    }
+    trades = await _open(schema, connection, TRADE_VALUES)
+    # A last price off the 0.01 tick; the sale fills at 101.95.
+    await trade_at("102.0051", "SELL")
+    assert await trades.result() == {
+        "tradeExecutions": {"side": "SELL", "price": "101.95", "realizedPnl": "0.79138333"}
+    }
+    assert await positions.result() == {
+        "positionUpdates": {
+            "quantity": "2",
+            "averagePrice": "101.05666667",
+            "markPrice": "102.01",
+            "unrealizedPnl": "1.89686667",
+        }
+    }
+    stored = await session.scalar(
+        select(Position.average_price).where(Position.owner_id == user.id)
+    )
+    assert stored is not None
+    assert abs(stored - Decimal("303.17") / 3) < Decimal("1e-17")
+    for feed in (positions, trades):
+        await feed.close()
+
+
 async def test_a_reset_account_shows_its_positions_going_flat(
     schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession, settings: Settings
 ) -> None:
@@ -105,7 +162,7 @@ async def test_a_reset_account_shows_its_positions_going_flat(
     await _place(runtime, settings, user, symbol=symbol.name, quantity=Decimal(2))
     feed = await _open(schema, _connection(runtime, user), POSITIONS)
     async with Context(runtime, "t", "x", user=user).unit_of_work() as unit:
-        await exchange.reset_account(unit, settings, owner_id=user.id)
+        await order_service.reset_account(unit, settings, owner_id=user.id)
     assert await feed.result() == {
         "positionUpdates": {"symbol": symbol.name, "quantity": "0", "averagePrice": "0"}
     }

@@ -104,6 +104,38 @@ async def test_candles_page_with_cursors(gql: Execute, session: AsyncSession) ->
     assert error_codes(bad) == ["BAD_USER_INPUT"]
 
 
+async def test_prices_off_the_tick_are_shown_to_it(gql: Execute, session: AsyncSession) -> None:
+    admin = await make_user(session, role=Role.ADMIN)
+    symbol = await make_symbol(session)  # tick 0.01
+    noisy = {"open": "10.004", "high": "12.126", "low": "9.0049", "close": "11.115"}
+    batch = {
+        "symbol": symbol.name,
+        "timeframe": "H1",
+        "rows": _rows(1, **noisy, volume="2.1234567891"),
+    }
+    _data(await gql(IMPORT, {"input": batch}, user=admin))
+    window = {"s": symbol.name, "tf": "H1"}
+    (candle,) = _data(await gql(CANDLES, window, user=admin))["candles"]["nodes"]
+    # Half to even: 11.115 goes up to 11.12 (1 is odd), 12.126 to 12.13.
+    assert [candle[name] for name in ("open", "high", "low", "close", "volume")] == [
+        "10",
+        "12.13",
+        "9",
+        "11.12",
+        "2.12345679",
+    ]
+    (stored,) = (
+        await market_service.candles(session, symbol=symbol.name, timeframe=Timeframe.H1)
+    ).items
+    assert (stored.close, stored.volume) == (Decimal("11.115"), Decimal("2.1234567891"))
+    await make_candles(session, symbol=symbol, start=JAN_1, closes=["80"])
+    at = JAN_1 + timedelta(days=1, minutes=1)
+    await market_service.set_price(session, symbol_id=symbol.id, price=Decimal("100.1049"), at=at)
+    document = "query($s: String!) { ticker(symbol: $s) { price change24h changePercent24h } }"
+    ticker = _data(await gql(document, {"s": symbol.name}, user=admin))["ticker"]
+    assert ticker == {"price": "100.1", "change24h": "20.1", "changePercent24h": "25.13"}
+
+
 def _rows(count: int, **changes: str) -> list[dict[str, str]]:
     row = {"open": "10", "high": "12", "low": "9", "close": "11", "volume": "2", **changes}
     return [{"time": (JAN_1 + timedelta(hours=n)).isoformat(), **row} for n in range(count)]
@@ -164,4 +196,10 @@ async def test_market_data_follows_the_symbol_channel(
     result = await pending
     assert result.errors is None
     assert result.data == {"marketData": {"symbol": symbol.name, "price": "7.5"}}
+    pending = asyncio.ensure_future(_next(stream))
+    async with context.unit_of_work() as unit:
+        await market_service.set_price(unit, symbol_id=symbol.id, price=Decimal("7.5051"), at=JAN_1)
+    result = await pending
+    # A price off the 0.01 tick (an imported feed) is shown to it.
+    assert result.data == {"marketData": {"symbol": symbol.name, "price": "7.51"}}
     await stream.aclose()

@@ -5,13 +5,24 @@ from __future__ import annotations
 from decimal import Decimal as D
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.order.models import Order
+from app.config import Settings
+from app.order.accounting import Side
+from app.order.models import Order, Position, Trade
+from app.runtime import Runtime
 from app.user.models import User
 from tests.conftest import Execute
-from tests.factories import data, error_codes, error_field, make_trader
+from tests.factories import (
+    data,
+    error_codes,
+    error_field,
+    make_bot,
+    make_trader,
+    place,
+    set_price,
+)
 
 ORDER = """id symbol side type status quantity price filledQuantity remainingQuantity
   averageFillPrice fees rejectReason clientOrderId trades { id price quantity fee }"""
@@ -215,3 +226,102 @@ async def test_amounts_stay_exact(gql: Execute, session: AsyncSession) -> None:
     # 0.07 + 5 bps = 0.070035, rounded to the 0.01 tick against the buyer: 0.08.
     assert order["averageFillPrice"] == "0.08"
     assert D(order["fees"]) == D("333.333") * D("0.08") * D("0.001")
+
+
+BOT_BOOKS = """query($bot: ID!) { bot(id: $bot) { allocatedCapital
+  positions { quantity averagePrice markPrice marketValue unrealizedPnl realizedPnl }
+  trades(first: 1) { side price quantity fee realizedPnl } } }"""
+
+
+async def test_a_nested_query_shows_values_as_a_trader_reads_them(
+    gql: Execute, session: AsyncSession, settings: Settings
+) -> None:
+    user, symbol = await make_trader(session)
+    bot = await make_bot(session, owner=user, symbol=symbol, allocated_capital=D("1000.123456789"))
+    # Buys of 1 at 100, 101 and 102 fill at 100.05, 101.06 and 102.06: an average of
+    # 303.17 / 3, which no number of places holds exactly.
+    for last in ("100", "101", "102"):
+        await set_price(session, symbol=symbol, price=last)
+        await place(session, settings, user, symbol=symbol.name, bot_id=bot.id)
+    # A last price off the 0.01 tick (an imported feed); the sale fills at 101.95.
+    await set_price(session, symbol=symbol, price="102.0051")
+    await place(session, settings, user, symbol=symbol.name, side="SELL", bot_id=bot.id)
+    books = data(await gql(BOT_BOOKS, {"bot": str(bot.id)}, user=user))["bot"]
+    assert books["allocatedCapital"] == "1000.12345679"
+    assert books["positions"] == [
+        {
+            "quantity": "2",
+            "averagePrice": "101.05666667",
+            "markPrice": "102.01",
+            "marketValue": "204.0102",
+            # 2 x (102.0051 - 101.0566666...67) = 1.8968666...66
+            "unrealizedPnl": "1.89686667",
+            # -0.30317 of buying fees, then 1 x (101.95 - 101.0566666...67) - 0.10195
+            "realizedPnl": "0.48821333",
+        }
+    ]
+    assert books["trades"] == [
+        {
+            "side": "SELL",
+            "price": "101.95",
+            "quantity": "1",
+            "fee": "0.10195",
+            "realizedPnl": "0.79138333",
+        }
+    ]
+    # What is stored keeps every place: only what is shown is rounded.
+    average, realized = (
+        await session.execute(
+            select(Position.average_price, Position.realized_pnl).where(Position.bot_key == bot.id)
+        )
+    ).one()
+    sold = await session.scalar(
+        select(Trade.realized_pnl).where(Trade.bot_id == bot.id, Trade.side == Side.SELL)
+    )
+    entry = D("303.17") / 3
+    assert abs(average - entry) < D("1e-17")
+    assert sold is not None
+    assert abs(sold - (D("101.95") - entry - D("0.10195"))) < D("1e-17")
+    assert realized == sold - D("0.30317")
+
+
+async def test_an_order_stored_off_its_grid_is_shown_on_it(
+    gql: Execute, session: AsyncSession
+) -> None:
+    user, symbol = await make_trader(session)
+    resting = data(await _place(gql, user, symbol=symbol.name, type="LIMIT", price="90"))
+    order_id = int(resting["placeOrder"]["id"])
+    # Rows as the ledger may leave them: an average of fills to 18 places, amounts written
+    # by an older version or an import, off the 0.01 tick and the 0.001 step.
+    stored = {
+        "price": D("90.004999999999999999"),
+        "quantity": D("1.0004"),
+        "filled_quantity": D("0.333333333333333333"),
+        "average_fill_price": D("59535.578181818181818182"),
+    }
+    await session.execute(update(Order).where(Order.id == order_id).values(**stored))
+    order = data(await gql(GET, {"id": str(order_id)}, user=user))["order"]
+    assert (order["price"], order["quantity"]) == ("90", "1")
+    assert (order["filledQuantity"], order["remainingQuantity"]) == ("0.333", "0.667")
+    assert order["averageFillPrice"] == "59535.57818182"
+    kept = await session.scalar(select(Order.average_fill_price).where(Order.id == order_id))
+    assert kept == stored["average_fill_price"]
+
+
+async def test_rows_show_the_same_before_and_after_their_symbol_is_known(
+    gql: Execute, session: AsyncSession, settings: Settings, runtime: Runtime
+) -> None:
+    user, symbol = await make_trader(session)
+    order = await place(session, settings, user, symbol=symbol.name, quantity=D(2))
+    # The first answer reads the symbol (its fields wait for it), later ones find it known.
+    assert symbol.id not in runtime.symbols
+    first = data(await gql(GET, {"id": str(order.id)}, user=user))["order"]
+    assert runtime.symbols[symbol.id].price_tick == symbol.price_tick
+    again = data(await gql(GET, {"id": str(order.id)}, user=user))["order"]
+    assert first == again
+    assert (first["symbol"], first["quantity"], first["averageFillPrice"]) == (
+        symbol.name,
+        "2",
+        "100.05",
+    )
+    assert first["trades"][0]["price"] == "100.05"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import ExecutionResult
 
 from app.ratelimit import make_rate_limiter
 from app.runtime import Runtime
@@ -20,6 +22,8 @@ mutation($email: String!, $password: String!) {
   login(email: $email, password: $password) { accessToken refreshToken tokenType user { id } }
 }"""
 REFRESH = "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }"
+LOGOUT = "mutation($t: String!) { logout(refreshToken: $t) }"
+ME = "{ me { id } }"
 
 
 async def _login(gql: Execute, email: str, password: str = PASSWORD) -> dict[str, Any]:
@@ -182,3 +186,41 @@ async def test_mutations_are_rate_limited(
     ]
     assert [error_codes(r) for r in results] == [[], [], ["RATE_LIMITED"]]
     assert results[2].data is None
+
+
+async def _me(schema: TradeGraphSchema, context: Context) -> ExecutionResult:
+    return await schema.execute(ME, context_value=context)
+
+
+async def test_after_logout_the_access_token_signs_nothing_in(
+    gql: Execute, schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession
+) -> None:
+    user = await make_user(session)
+    tokens = await _login(gql, user.email)
+
+    async def me_over_http() -> ExecutionResult:
+        context = Context(runtime=runtime, request_id="t", client_address="x")
+        try:
+            await context.authenticate(tokens["accessToken"])
+            return await _me(schema, context)
+        finally:
+            await context.aclose()
+
+    assert (await me_over_http()).data == {"me": {"id": str(user.id)}}
+    assert (await gql(LOGOUT, {"t": tokens["refreshToken"]})).data == {"logout": True}
+    assert error_codes(await me_over_http()) == ["UNAUTHENTICATED"]
+
+
+async def test_a_connection_whose_session_ended_refuses_its_operations(
+    gql: Execute, schema: TradeGraphSchema, runtime: Runtime, session: AsyncSession
+) -> None:
+    user = await make_user(session)
+    tokens = await _login(gql, user.email)
+    connection = Context(runtime=runtime, request_id="t", client_address="x", long_lived=True)
+    await connection.authenticate(tokens["accessToken"])
+    assert (await _me(schema, connection)).data == {"me": {"id": str(user.id)}}
+
+    await gql(LOGOUT, {"t": tokens["refreshToken"]})
+    await asyncio.wait_for(connection.session_ended(), 5)
+
+    assert error_codes(await _me(schema, connection)) == ["UNAUTHENTICATED"]

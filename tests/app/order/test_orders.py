@@ -13,7 +13,7 @@ from app.broker import MemoryBroker
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound
 from app.market import service as market_service
-from app.order import exchange
+from app.order import ledger
 from app.order import service as order_service
 from app.order.models import ZERO, OrderStatus
 from app.user.models import User
@@ -107,7 +107,7 @@ async def test_the_same_client_order_id_places_one_order(
 async def test_cancel_releases_the_reserved_cash(session: AsyncSession, settings: Settings) -> None:
     user, name = await _setup(session)
     order = await place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
-    account = await exchange.locked_account(session, settings, owner_id=user.id)
+    account = await ledger.lock_account(session, settings, owner_id=user.id)
     assert account.reserved == D("90.09")
     await order_service.cancel_order(session, settings, owner_id=user.id, order_id=order.id)
     assert order.status is OrderStatus.CANCELED
@@ -149,7 +149,7 @@ async def test_reset_account_cancels_orders_and_clears_positions(
     user, name = await _setup(session)
     await place(session, settings, user, symbol=name)
     resting = await place(session, settings, user, symbol=name, type="LIMIT", price=D(90))
-    account = await exchange.reset_account(session, settings, owner_id=user.id)
+    account = await order_service.reset_account(session, settings, owner_id=user.id)
     assert resting.status is OrderStatus.CANCELED
     assert account.balance == settings.paper_starting_balance
     assert account.reserved == 0
@@ -184,7 +184,7 @@ async def test_a_fill_records_order_trade_and_position_events(
     assert {"id": order.id} in [e.payload for e in mine if e.kind == "order.updated"]
 
 
-async def test_a_stop_buy_triggered_beyond_the_cash_is_rejected(
+async def test_a_stop_buy_that_gaps_past_its_cash_fills_what_the_cash_pays_for(
     session: AsyncSession, settings: Settings
 ) -> None:
     user, name = await _setup(session)
@@ -194,8 +194,28 @@ async def test_a_stop_buy_triggered_beyond_the_cash_is_rejected(
     )
     symbol = await market_service.get_symbol_by_name(session, name=name)
     await order_service.match_orders(session, settings, symbol_id=symbol.id, price=D(110))
+    # At 110.06 (110 plus 5 bps) the 10,000 pays for 90.768 with its fee (9,999.92), not 90.769
+    # (10,000.03); the rest is cancelled, and no cash that is not there is spent.
+    assert stop.status is OrderStatus.CANCELED
+    assert stop.filled_quantity == D("90.768")
+    assert stop.reject_reason == "insufficient funds at 110.06: filled 90.768 of 98"
+    account = await ledger.lock_account(session, settings, owner_id=user.id)
+    assert account.reserved == 0
+    assert account.balance == D("0.08399392")
+
+
+async def test_a_stop_buy_that_gaps_past_all_cash_is_rejected(
+    session: AsyncSession, settings: Settings
+) -> None:
+    user, name = await _setup(session)
+    stop = await place(
+        session, settings, user, symbol=name, type="STOP", stop_price=D(101), quantity=D(98)
+    )
+    symbol = await market_service.get_symbol_by_name(session, name=name)
+    # 10,000 buys 0.00 at 20,000,000 a unit with the fee: nothing fills.
+    await order_service.match_orders(session, settings, symbol_id=symbol.id, price=D(20_000_000))
     assert stop.status is OrderStatus.REJECTED
-    assert stop.reject_reason == "insufficient funds when the stop triggered"
-    account = await exchange.locked_account(session, settings, owner_id=user.id)
+    assert stop.filled_quantity == 0
+    account = await ledger.lock_account(session, settings, owner_id=user.id)
     assert account.reserved == 0
     assert account.balance == settings.paper_starting_balance
