@@ -206,6 +206,8 @@ def _reserve_spent(order: Order, quantity: Decimal, cost: Decimal) -> Decimal:
 
 
 def _add_to_order(order: Order, *, quantity: Decimal, price: Decimal, fee: Decimal) -> None:
+    """The fill's totals: the average fill price is a running weighted mean rounded to the
+    stored places at each fill, as a position's average entry is."""
     total = order.filled_quantity + quantity
     paid = (order.average_fill_price or ZERO) * order.filled_quantity + quantity * price
     order.average_fill_price = (paid / total).quantize(PLACES, ROUND_HALF_EVEN)

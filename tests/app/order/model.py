@@ -23,6 +23,8 @@ digit. The rules it holds the exchange to:
 - IOC and FOK are offered the newest 1m candle's volume at placement (all of it without a
   candle): IOC fills what it can and expires the rest, FOK fills all or nothing. GTC takes all.
   A new price offers its liquidity to the open orders oldest first.
+- An order's average fill price is a running weighted mean, rounded to 18 places at each
+  fill, as a position's average entry is.
 - The position is long or flat; buys average in (the weighted mean, to 18 places), sells
   realise `quantity x (price - average)` (to 18 places, half-even), and every fee comes off
   realised PnL and cash.
@@ -113,7 +115,7 @@ class ModelOrder:
     status: OrderStatus = OrderStatus.NEW
     triggered: bool = False
     filled: Decimal = ZERO
-    paid: Decimal = ZERO
+    average_price: Decimal | None = None
     fees: Decimal = ZERO
     reserved: Decimal = ZERO
 
@@ -128,13 +130,6 @@ class ModelOrder:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN
-
-    @property
-    def average_price(self) -> Decimal | None:
-        """What its fills paid on average, rounded once to the stored places."""
-        if self.filled == ZERO:
-            return None
-        return (self.paid / self.filled).quantize(STORED_PLACES, ROUND_HALF_EVEN)
 
 
 @dataclass
@@ -314,8 +309,9 @@ class Book:
             self.cash += notional - fee
         position.realized += realized
         self.today.append(realized)
+        paid = (order.average_price or ZERO) * order.filled + notional
         order.filled += quantity
-        order.paid += notional
+        order.average_price = (paid / order.filled).quantize(STORED_PLACES, ROUND_HALF_EVEN)
         order.fees += fee
         done = order.filled == order.request.quantity
         order.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
