@@ -21,7 +21,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -114,9 +114,18 @@ class Load:
 
 
 async def hammer(
-    base_url: str, *, clients: int = 20, seconds: float = 60, users: int = 4, seed: int = 1
+    base_url: str,
+    *,
+    clients: int = 20,
+    seconds: float = 60,
+    users: int = 4,
+    seed: int = 1,
+    until: Callable[[Tally], bool] | None = None,
+    at_most: float | None = None,
 ) -> Load:
-    """Sign up `users` users, wait for prices, then drive `clients` clients for `seconds`."""
+    """Sign up `users` users, wait for prices, then drive `clients` clients for `seconds`; with
+    `until`, go on past them until it holds of the tally, for `at_most` seconds in all. (A test
+    asks for enough of every operation: on a busy machine that takes longer.)"""
     # A connection for every request in flight: each client sends at most two at once.
     limits = httpx.Limits(max_connections=2 * clients + 1, max_keepalive_connections=2 * clients)
     async with httpx.AsyncClient(
@@ -131,11 +140,14 @@ async def hammer(
         now = asyncio.get_running_loop().time()
         # Each user's first client resets its account once, somewhere in the middle of the run.
         resets = {n: now + seconds * (0.2 + 0.6 * n / users) for n in range(users)}
+        tally = floor.tally
+        done = None if until is None else (lambda: until(tally))
+        cap = None if at_most is None else now + at_most
         try:
             await asyncio.gather(
                 *(
                     Client(floor, traders[n % users], random.Random(seed + n)).run(
-                        now + seconds, reset_at=resets.get(n)
+                        now + seconds, reset_at=resets.get(n), until=done, at_most=cap
                     )
                     for n in range(clients)
                 )

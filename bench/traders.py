@@ -172,12 +172,26 @@ class Client:
             (self.read_open_orders, 10),
         ]
 
-    async def run(self, deadline: float, *, reset_at: float | None = None) -> None:
-        """Operations until `deadline`; and one reset once `reset_at` has passed, so that even
-        a short run resets every account while its clients trade (by chance it might not)."""
+    async def run(
+        self,
+        deadline: float,
+        *,
+        reset_at: float | None = None,
+        until: Callable[[], bool] | None = None,
+        at_most: float | None = None,
+    ) -> None:
+        """Operations until `deadline`, and past it, when `until` is given, until it holds or
+        `at_most` is reached; and one reset once `reset_at` has passed, so that even a short
+        run resets every account while its clients trade (by chance it might not)."""
         loop = asyncio.get_running_loop()
         operations, weights = zip(*self.operations, strict=True)
-        while (now := loop.time()) < deadline:
+
+        def going(now: float) -> bool:
+            if now < deadline:
+                return True
+            return until is not None and not until() and now < (at_most or deadline)
+
+        while going(now := loop.time()):
             if reset_at is not None and now >= reset_at:
                 reset_at = None
                 await self.reset()
