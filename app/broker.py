@@ -7,17 +7,22 @@ Every message also counts a version of what it changed (one user's data, or the 
 shared by all processes like the messages: a cache of reads keyed on those versions (the
 GraphQL response cache) knows its entry is stale as soon as anything it read has changed.
 
-Through Redis, such messages are also numbered per channel. Redis pub/sub keeps nothing: what
-is published while a process is reconnecting never reaches it. The numbers tell a lossless
-subscriber (order, trade and position feeds) that it missed something, so that its owner can
-end it rather than carry on with a gap (see `Subscription.interrupted`).
+Events carry the number the outbox gave them (app/outbox/store.py): per channel, from 1, with
+no hole among committed events. Redis pub/sub keeps nothing: what is published while a process
+is reconnecting never reaches it; and a message may come twice (the outbox's relay delivers at
+least once) or after a later one (two processes publishing the same channel). A lossless
+subscription (order, trade and position feeds) is marked interrupted at a jump, or when the
+reader, back from a reconnection, finds the channel's highest published number elsewhere than
+it saw; its owner drops what it had and fills gaps from the outbox (app/outbox/replay.py), or
+ends the feed (see `Subscription.interrupted`). Nothing is kept in memory for later: what
+cannot be published now is in the outbox, and its relay sends it once Redis is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -28,20 +33,27 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app import redis_options
+from app.observability import REDIS_RECONNECTS, REDIS_UNAVAILABLE
+
 log = structlog.get_logger(__name__)
 # Redis could not be reached: the connection refused, dropped or timed out.
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-# Messages a process keeps to publish while Redis is unreachable; past it the oldest go.
-BACKLOG = 10_000
+# After a publish failed, the next ones fail at once for this long rather than each waiting out
+# the timeout: their events are in the outbox, whose relay sends them once Redis is back.
+PUBLISH_RETRY_SECONDS = 1.0
 VERSION_KEY = "tg:version:{}"
+# The highest number published on a channel: where a reconnected reader compares its own.
 NUMBER_KEY = "tg:number:{}"
-# One round trip, atomically: count the scope's version and the channel's number, then
-# publish "<number>:<data>".
-_PUBLISH_NUMBERED = """
-redis.call('INCR', KEYS[1])
-local number = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[1], number .. ':' .. ARGV[2])
-return number
+# One round trip, atomically: count the scope's version (KEYS[2], if any), raise the channel's
+# highest number (KEYS[1]) and publish "<number>:<data>" (or the bare data, without a number).
+_PUBLISH = """
+if KEYS[2] then redis.call('INCR', KEYS[2]) end
+if ARGV[3] == '' then return redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+if tonumber(ARGV[3]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return redis.call('PUBLISH', ARGV[1], ARGV[3] .. ':' .. ARGV[2])
 """
 
 
@@ -62,14 +74,15 @@ class Message:
     data: str
     # This process's delivery order, across all channels (set by the fan-out).
     seq: int = field(default=0, compare=False)
-    # The channel's own count of its messages (Redis, channels with a version scope), or None.
+    # The event's number on its channel (the outbox's), or None for a message without one.
     number: int | None = field(default=None, compare=False)
 
 
 def _numbered(channel: str, data: str) -> Message:
-    """A message as Redis carried it: "<number>:<data>" on a numbered channel."""
+    """A message as Redis carried it: "<number>:<data>", or bare data (a JSON text or the
+    like, which never starts with digits and a colon)."""
     head, sep, rest = data.partition(":")
-    if sep and head.isdigit() and version_scope(channel) is not None:
+    if sep and head.isdigit():
         return Message(channel, rest, number=int(head))
     return Message(channel, data)
 
@@ -124,13 +137,12 @@ class Subscription:
         self.numbers: dict[str, int] = {}
 
     def deliver(self, message: Message) -> None:
-        if self.overflowed or self.interrupted:
+        if self.overflowed:
             return
         if self.lossless and message.number is not None:
             last = self.numbers.get(message.channel)
             if last is not None and message.number > last + 1:
-                self.interrupt()  # the messages in between never came
-                return
+                self.interrupt()  # those in between have not come, or not yet
             self.numbers[message.channel] = max(last or 0, message.number)
         if self.queue.full() and self.lossless:
             self.overflowed = True
@@ -145,7 +157,8 @@ class Subscription:
         self.queue.put_nowait(message)
 
     def interrupt(self) -> None:
-        """Messages on its channels may have been lost: mark it, and wake its reader."""
+        """Messages on its channels may have been lost: mark it, and wake its reader. Later
+        messages are still queued: a reader that fills the gap (from the outbox) goes on."""
         if self.interrupted:
             return
         self.interrupted = True
@@ -175,8 +188,9 @@ class BrokerUnavailable(Exception):
 
 
 class Broker(Protocol):
-    async def publish(self, channel: str, data: str) -> None:
-        """Send a message to every subscriber of `channel`, in any process."""
+    async def publish(self, channel: str, data: str, *, number: int | None = None) -> None:
+        """Send a message (the event numbered `number` on `channel`, see app/outbox) to every
+        subscriber of `channel`, in any process; BrokerUnavailable if that cannot be done now."""
         ...
 
     async def versions(self, *scopes: str) -> tuple[int, ...]:
@@ -240,11 +254,11 @@ class MemoryBroker:
         self._fanout = _Fanout()
         self._versions: dict[str, int] = defaultdict(int)
 
-    async def publish(self, channel: str, data: str) -> None:
+    async def publish(self, channel: str, data: str, *, number: int | None = None) -> None:
         scope = version_scope(channel)
         if scope is not None:
             self._versions[scope] += 1
-        self._fanout.deliver(Message(channel, data))
+        self._fanout.deliver(Message(channel, data, number=number))
 
     async def versions(self, *scopes: str) -> tuple[int, ...]:
         return tuple(self._versions.get(scope, 0) for scope in scopes)
@@ -273,63 +287,49 @@ class MemoryBroker:
 class RedisBroker:
     """Production: one pub/sub connection per process, read by one task that fans out locally."""
 
-    def __init__(self, url: str, *, reconnect_delay: float = 0.5, backlog: int = BACKLOG) -> None:
-        # Bounded waits: a mutation must not hang on a Redis that went silent.
+    def __init__(
+        self,
+        url: str,
+        *,
+        reconnect_delay: float = 0.5,
+        timeout: float = redis_options.DEFAULT_TIMEOUT,
+    ) -> None:
+        # Bounded waits (app/redis_options.py): a mutation must not hang on a Redis that went
+        # silent. Publishing retries a dropped connection; the pub/sub connection is a client
+        # of its own that never does, so that the reader sees every loss (see `_read`).
         self._redis = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=5.0
+            url, decode_responses=True, **redis_options.client_options(timeout)
         )
-        self._pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._subscriber = aioredis.Redis.from_url(
+            url, decode_responses=True, **redis_options.client_options(timeout, retry=False)
+        )
+        self._pubsub: PubSub = self._subscriber.pubsub(ignore_subscribe_messages=True)
         self._fanout = _Fanout()
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._reconnect_delay = reconnect_delay
-        self._publish_numbered = self._redis.register_script(_PUBLISH_NUMBERED)
-        # What could not be published yet, in order, and the task sending it.
-        self._backlog: deque[tuple[str, str]] = deque()
-        self._backlog_size = backlog
-        self._sender: asyncio.Task[None] | None = None
+        self._publish = self._redis.register_script(_PUBLISH)
+        self._retry_at = 0.0  # loop time before which publishing fails at once
 
     @property
     def redis(self) -> aioredis.Redis:
         client: aioredis.Redis = self._redis
         return client
 
-    async def publish(self, channel: str, data: str) -> None:
-        """Publish now; while Redis is unreachable, keep the message (and every later one, in
-        order) and send them when it is back. Kept messages die with the process."""
-        if not self._backlog:
-            try:
-                await self._send(channel, data)
-                return
-            except UNREACHABLE as exc:
-                log.warning("broker.publish_deferred", channel=channel, error=str(exc))
-        if len(self._backlog) >= self._backlog_size:
-            lost, _ = self._backlog.popleft()
-            log.error("broker.backlog_full", dropped_channel=lost)
-        self._backlog.append((channel, data))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_backlog(), name="broker-backlog")
-
-    async def _send(self, channel: str, data: str) -> None:
+    async def publish(self, channel: str, data: str, *, number: int | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._retry_at:
+            raise BrokerUnavailable("Redis was unreachable a moment ago")
         scope = version_scope(channel)
-        if scope is None:
-            await self._redis.publish(channel, data)
-            return
-        # The version first: a reader woken by the message must not find the old version.
-        keys = [VERSION_KEY.format(scope), NUMBER_KEY.format(channel)]
-        await self._publish_numbered(keys=keys, args=[channel, data])
-
-    async def _send_backlog(self) -> None:
-        # The head leaves only once sent, so a publish meanwhile queues behind it.
-        while self._backlog:
-            channel, data = self._backlog[0]
-            try:
-                await self._send(channel, data)
-            except UNREACHABLE:
-                await asyncio.sleep(self._reconnect_delay)
-                continue
-            self._backlog.popleft()
-        log.info("broker.backlog_sent")
+        # The version before the message: a reader it wakes must not find the old version.
+        keys = [NUMBER_KEY.format(channel)] + ([VERSION_KEY.format(scope)] if scope else [])
+        try:
+            await self._publish(keys=keys, args=[channel, data, "" if number is None else number])
+        except UNREACHABLE as exc:
+            # Said at most once a PUBLISH_RETRY_SECONDS: the publishes meanwhile fail at once.
+            log.warning("broker.publish_failed", channel=channel, error=str(exc))
+            self._retry_at = loop.time() + PUBLISH_RETRY_SECONDS
+            raise BrokerUnavailable(str(exc)) from exc
 
     async def versions(self, *scopes: str) -> tuple[int, ...]:
         try:
@@ -356,9 +356,8 @@ class RedisBroker:
             if lossless:
                 # Where its numbers start: a later message past the next one reveals a gap.
                 for channel, number in zip(channels, await self._numbers(channels), strict=True):
-                    if number is not None:
-                        seen = subscription.numbers.get(channel, 0)
-                        subscription.numbers[channel] = max(seen, number)
+                    seen = subscription.numbers.get(channel, 0)
+                    subscription.numbers[channel] = max(seen, number)
             yield subscription
         finally:
             async with self._lock:
@@ -367,14 +366,12 @@ class RedisBroker:
                     with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
                         await self._pubsub.unsubscribe(*emptied)
 
-    async def _numbers(self, channels: Sequence[str]) -> list[int | None]:
-        """Each numbered channel's count of messages so far (None: not a numbered channel)."""
-        numbered = [ch for ch in channels if version_scope(ch) is not None]
-        values = (
-            await self._redis.mget([NUMBER_KEY.format(ch) for ch in numbered]) if numbered else []
-        )
-        counts = dict(zip(numbered, values, strict=True))
-        return [int(counts[ch] or 0) if ch in counts else None for ch in channels]
+    async def _numbers(self, channels: Sequence[str]) -> list[int]:
+        """The highest number published so far on each channel (0: none)."""
+        if not channels:
+            return []
+        values = await self._redis.mget([NUMBER_KEY.format(ch) for ch in channels])
+        return [int(value or 0) for value in values]
 
     async def _read(self) -> None:
         reconnected = False
@@ -386,7 +383,9 @@ class RedisBroker:
                     reconnected = False
             except UNREACHABLE as exc:
                 # redis-py re-subscribes every channel of the PubSub when it reconnects.
-                log.warning("broker.connection_lost", error=str(exc))
+                if not reconnected:
+                    log.warning("broker.connection_lost", error=str(exc))
+                    REDIS_UNAVAILABLE.labels("broker").inc()
                 reconnected = True
                 await asyncio.sleep(self._reconnect_delay)
                 continue
@@ -394,11 +393,12 @@ class RedisBroker:
                 self._fanout.deliver(_numbered(str(raw["channel"]), str(raw["data"])))
 
     async def _find_gaps(self) -> None:
-        """Back after a reconnection: a lossless subscriber whose channel counted more messages
-        than it saw missed those published while this process was not listening, and one whose
-        channel counts fewer cannot tell (Redis restarted, keeping nothing). (A message
-        published just after the re-subscription and not read yet counts too: such a
-        subscriber is interrupted without need, and its client only reads afresh.)"""
+        """Back after a reconnection: a lossless subscriber whose channel's highest published
+        number is past the one it saw missed those published while this process was not
+        listening, and one whose channel's is lower cannot tell (Redis restarted, keeping
+        nothing). (A message published just after the re-subscription and not read yet counts
+        too: such a subscriber is interrupted without need, and looks in the outbox for nothing.)
+        """
         watched = {
             channel: [s for s in subscribers if s.lossless and channel in s.numbers]
             for channel, subscribers in self._fanout.by_channel.items()
@@ -406,24 +406,23 @@ class RedisBroker:
         channels = [channel for channel, subscribers in watched.items() if subscribers]
         for channel, number in zip(channels, await self._numbers(channels), strict=True):
             for subscription in watched[channel]:
-                if number is not None and number != subscription.numbers[channel]:
+                if number != subscription.numbers[channel]:
                     subscription.interrupt()
         log.info("broker.reconnected", channels=len(self._fanout.by_channel))
+        REDIS_RECONNECTS.labels("broker").inc()
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
 
     async def aclose(self) -> None:
-        if self._backlog:
-            log.error("broker.backlog_lost", messages=len(self._backlog))
-        for task in (self._reader, self._sender):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._subscriber.aclose()
         await self._redis.aclose()
 
 
-def make_broker(redis_url: str | None) -> Broker:
-    return MemoryBroker() if redis_url is None else RedisBroker(redis_url)
+def make_broker(redis_url: str | None, *, timeout: float = redis_options.DEFAULT_TIMEOUT) -> Broker:
+    return MemoryBroker() if redis_url is None else RedisBroker(redis_url, timeout=timeout)

@@ -77,7 +77,8 @@ def serve(
         host=host or settings.host,
         port=settings.port if port is None else port,
         log_config=None,
-        proxy_headers=True,
+        # X-Forwarded-For is read by the application, from TG_TRUSTED_PROXIES alone.
+        proxy_headers=False,
         ws_max_size=settings.max_body_bytes,
         ws_per_message_deflate=settings.ws_compression,
     )
@@ -85,20 +86,19 @@ def serve(
 
 @cli.command()
 def worker() -> None:
-    """Run an ARQ worker: queued jobs and the cron table (needs TG_REDIS_URL)."""
-    from arq.worker import Worker
-
+    """Run an ARQ worker: queued jobs and the cron table (needs TG_REDIS_URL). It outlives
+    Redis outages: its ARQ loop starts again once Redis is back (workers/supervisor.py)."""
     from app.observability import configure_logging
-    from workers.settings import worker_options
+    from workers.supervisor import Supervisor
 
     settings = _settings()
     configure_logging(level=settings.log_level, json=settings.json_logs)
     try:
-        options = worker_options(settings)
+        supervisor = Supervisor(settings)
     except ValueError as exc:
         typer.echo(f"tradegraph: {exc}", err=True)
         raise typer.Exit(2) from None
-    Worker(**options).run()
+    asyncio.run(supervisor.run())
 
 
 def _migrate(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Enum, MetaData, Numeric, String, event, make_url
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -89,7 +89,11 @@ def ensure_sqlite_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEngine:
+def make_engine(
+    url: str, *, pool_size: int = 20, pool_timeout: float = 30.0, echo: bool = False
+) -> AsyncEngine:
+    """`pool_timeout`: the longest a caller waits for a pooled connection to come free, and
+    then for a new one to connect (SQLAlchemy raises its TimeoutError, asyncpg TimeoutError)."""
     if url.startswith("sqlite"):
         ensure_sqlite_directory(url)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
@@ -99,9 +103,27 @@ def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEn
     # A fixed pool, no overflow: an overflow connection is opened for a burst and closed when
     # it is given back, and opening one stalls the event loop (asyncpg builds an SSL context
     # for `sslmode=prefer`: about 30 ms here), which every open subscription then feels.
-    return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=0, pool_pre_ping=False
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=False,
+        connect_args={"timeout": pool_timeout},
     )
+    event.listen(engine.sync_engine, "handle_error", _failed_connect_is_a_disconnect)
+    return engine
+
+
+def _failed_connect_is_a_disconnect(context: ExceptionContext) -> None:
+    # A connection that could not be made (the server down, starting up, out of connections,
+    # or refusing this database) is reported as a lost one (`connection_invalidated`), as a
+    # connection dropped mid-statement is: either way the database is not there to serve, and
+    # app/faults.py tells it from the work's own errors by that flag. Some of these carry
+    # SQLSTATEs that also mean a programming error once connected (55000).
+    if context.connection is None and context.sqlalchemy_exception is not None:
+        context.is_disconnect = True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

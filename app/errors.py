@@ -56,3 +56,17 @@ class RateLimited(DomainError):
 
 class RiskRejected(DomainError):
     code = "RISK_REJECTED"
+
+
+class ServiceUnavailable(DomainError):
+    """The infrastructure cannot serve the request just now (app/availability.py): the same
+    request is likely to succeed after `retry_after` seconds."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retryAfter": self.retry_after}

@@ -1,20 +1,19 @@
-"""Domain events: recorded on the session during a unit of work, published after it commits."""
+"""Domain events: recorded on the session during a unit of work, stored in the outbox by its
+transaction, and published once it commits (app/outbox)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.broker import Broker
 from app.errors import DomainError
+from app.outbox import relay, store
 
-log = structlog.get_logger(__name__)
 _PENDING = "pending_events"
 
 
@@ -25,7 +24,8 @@ class Event:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> str:
-        return json.dumps({"kind": self.kind, "payload": self.payload}, default=str)
+        """The message subscribers receive (as the outbox sends it)."""
+        return store.message_data(self.kind, store.encode_payload(self.payload))
 
 
 def user_channel(user_id: int, topic: str) -> str:
@@ -46,20 +46,12 @@ def pending(session: AsyncSession) -> list[Event]:
     return events
 
 
-async def publish_all(broker: Broker, events: list[Event]) -> None:
-    for event in events:
-        try:
-            await broker.publish(event.channel, event.encode())
-        except Exception:
-            # The change is committed; a lost notification must not turn it into a failure.
-            log.exception("events.publish_failed", channel=event.channel, kind=event.kind)
-
-
 @contextlib.asynccontextmanager
 async def unit_of_work(
     session_factory: async_sessionmaker[AsyncSession], broker: Broker
 ) -> AsyncIterator[AsyncSession]:
-    """One transaction: commit and then publish its events, or roll back and publish nothing."""
+    """One transaction: store its events, commit and then publish them; or roll back, and
+    nothing was stored or published."""
     async with session_factory() as session:
         try:
             yield session
@@ -67,11 +59,17 @@ async def unit_of_work(
             if not exc.keep_changes:
                 await session.rollback()
                 raise
-            await session.commit()
-            await publish_all(broker, pending(session))
+            await _commit(session, broker)
             raise
         except BaseException:
             await session.rollback()
             raise
-        await session.commit()
-        await publish_all(broker, pending(session))
+        await _commit(session, broker)
+
+
+async def _commit(session: AsyncSession, broker: Broker) -> None:
+    # Every change of the domain is flushed first: the outbox locks its channels' counts last.
+    await session.flush()
+    stored = await store.write(session, pending(session))
+    await session.commit()
+    await relay.publish_committed(session, broker, stored)

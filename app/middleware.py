@@ -1,13 +1,15 @@
-"""Plain ASGI middleware (no framework): request ids and a cap on request bodies."""
+"""Plain ASGI middleware (no framework): request ids, a cap on request bodies, load shedding."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from app import availability, observability
 from app.observability import request_id_var
 
 Scope = MutableMapping[str, Any]
@@ -90,15 +92,81 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    # Shaped as a GraphQL error response: /graphql is where bodies are sent, and its clients
-    # read `extensions.code` whatever refused the request.
     error = {"message": f"Request body is larger than {limit} bytes"}
-    body = json.dumps({"errors": [{**error, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body.encode()})
+    await _refuse(send, 413, {"errors": [{**error, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]})
+
+
+class LoadShedMiddleware:
+    """Serve at most `max_in_flight` GraphQL HTTP requests at once; one past them waits for a
+    turn, first come first served, for at most `queue_timeout` seconds, and is then refused
+    (503, SERVICE_UNAVAILABLE, `Retry-After`) before any work is done for it.
+
+    Requests served at once share one event loop and one pool, so past some number each is only
+    later: a hundred at once all finish when the last does. Taking them in turns lets a process
+    that keeps pace absorb a burst, and one that cannot (its CPU or its database overwhelmed)
+    refuse, at next to no cost, what it could not start in time, rather than answer all of it
+    late. Only `paths` are shed: health, readiness and metrics are always answered. WebSocket
+    connections are long-lived and capped elsewhere (schema/sockets.py).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_in_flight: int,
+        queue_timeout: float,
+        paths: frozenset[str] = frozenset({"/graphql"}),
+    ) -> None:
+        self.app = app
+        self.queue_timeout = queue_timeout
+        self.paths = paths
+        self.turns = asyncio.Semaphore(max_in_flight)
+        self.in_flight = 0
+        self.waiting = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if not await self._take_turn():
+            observability.REQUESTS_SHED.inc()
+            refused = availability.busy()
+            observability.GRAPHQL_ERRORS.labels(code=refused.code).inc()
+            await _refuse(send, 503, availability.body(refused), retry_after=refused.retry_after)
+            return
+        self.in_flight += 1
+        observability.REQUESTS_IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            observability.REQUESTS_IN_FLIGHT.dec()
+            self.turns.release()
+
+    async def _take_turn(self) -> bool:
+        if not self.turns.locked():
+            await self.turns.acquire()  # free: taken without waiting
+            return True
+        self.waiting += 1
+        observability.REQUESTS_WAITING.inc()
+        try:
+            async with asyncio.timeout(self.queue_timeout):
+                await self.turns.acquire()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.waiting -= 1
+            observability.REQUESTS_WAITING.dec()
+
+
+async def _refuse(
+    send: Send, status: int, body: dict[str, Any], *, retry_after: int | None = None
+) -> None:
+    # Shaped as a GraphQL error response: /graphql is where requests are sent, and its clients
+    # read `extensions.code` whatever refused the request.
+    headers = [(b"content-type", b"application/json")]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})

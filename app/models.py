@@ -6,6 +6,7 @@ from app.bot.models import Bot
 from app.db import Base
 from app.market.models import Candle, Symbol, Ticker
 from app.order.models import Account, Order, Position, Trade
+from app.outbox.models import OutboxChannel, OutboxEvent
 from app.strategy.models import Strategy
 from app.user.models import RefreshToken, User
 
@@ -16,6 +17,8 @@ __all__ = [
     "Bot",
     "Candle",
     "Order",
+    "OutboxChannel",
+    "OutboxEvent",
     "Position",
     "RefreshToken",
     "Strategy",

@@ -44,6 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     env = {
         "TG_LOGIN_RATE_LIMIT": "1000000/minute",
+        "TG_LOGIN_ADDRESS_RATE_LIMIT": "1000000/minute",
+        "TG_LOGIN_EMAIL_RATE_LIMIT": "1000000/minute",
         "TG_MUTATION_RATE_LIMIT": "1000000/minute",
     }
     postgres, redis = os.environ.get("TG_BENCH_POSTGRES"), os.environ.get("TG_BENCH_REDIS")

@@ -109,7 +109,9 @@ class ProtocolError(Exception):
     pass
 
 
-class _Connection:
+class Connection:
+    """One keep-alive HTTP/1.1 connection carrying one request at a time."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.reusable = True
@@ -186,7 +188,7 @@ async def _client(
 ) -> None:
     """Start requests until `stop`; those answered (or failed) after `measure_from` count."""
     encode = _encoder(target, f"{address[0]}:{address[1]}")
-    connection: _Connection | None = None
+    connection: Connection | None = None
     while (start := time.perf_counter()) < stop:
         request, wire = encode(number)
         number += stride
@@ -194,7 +196,7 @@ async def _client(
         try:
             async with asyncio.timeout(TIMEOUT):
                 if connection is None:
-                    connection = _Connection(*await asyncio.open_connection(*address))
+                    connection = Connection(*await asyncio.open_connection(*address))
                 status, body = await connection.exchange(wire, head_only=request.method == "HEAD")
             if not (ok := request.check(status, body)):
                 problem = f"{status} {body[:200]!r}"

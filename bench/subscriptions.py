@@ -19,7 +19,7 @@ import json
 import os
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -147,18 +147,23 @@ def _tick(price: Decimal) -> str:
 async def publish(
     broker: RedisBroker, pairs: list[tuple[int, int]], tally: Tally, *, ticks: int, orders: int
 ) -> None:
-    """Ticks and order events, each evenly spaced at its rate, forever (the caller cancels)."""
+    """Ticks and order events, each evenly spaced at its rate, forever (the caller cancels);
+    numbered per channel as the outbox numbers them (app/outbox/store.py)."""
+    numbers: Counter[str] = Counter()
 
     async def tick(n: int) -> None:
-        await broker.publish("market:BTC-USD:ticker", _tick(Decimal(50000 + n % 100)))
+        channel = "market:BTC-USD:ticker"
+        numbers[channel] += 1
+        data = _tick(Decimal(50000 + n % 100))
+        await broker.publish(channel, data, number=numbers[channel])
 
     async def order(n: int) -> None:
         user_id, order_id = pairs[n % len(pairs)]
         tally.order_sent[str(order_id)] = time.time()
         channel = events.user_channel(user_id, "orders")
-        await broker.publish(
-            channel, events.Event(channel, "order.updated", {"id": order_id}).encode()
-        )
+        numbers[channel] += 1
+        event = events.Event(channel, "order.updated", {"id": order_id})
+        await broker.publish(channel, event.encode(), number=numbers[channel])
 
     async with asyncio.TaskGroup() as group:
         for rate, send in ((ticks, tick), (orders, order)):
@@ -189,7 +194,7 @@ async def measure(target: Served, pairs: list[tuple[int, int]], args: argparse.N
     # The clients' own collector pauses would count as delivery latency: settle it as the
     # server does (app/cli.py).
     settle_collector()
-    # Published as a worker does: numbered per channel, versions counted (app/broker.py).
+    # Published as a worker does: versions counted (app/broker.py), numbered per channel.
     broker = RedisBroker(os.environ["TG_REDIS_URL"])
     while len(tally.live) < len(pairs):  # subscribing is not acknowledged: tick until all hear
         await broker.publish("market:BTC-USD:ticker", _tick(Decimal(50000)))
@@ -248,6 +253,8 @@ def main() -> None:
         "TG_REDIS_URL": os.environ.get("TG_BENCH_REDIS", "redis://127.0.0.1:6379/8"),
         "TG_MARKET_TICK_SECONDS": "0",
         "TG_ACCESS_TOKEN_MINUTES": "60",
+        # Every subscriber connects from 127.0.0.1.
+        "TG_MAX_WEBSOCKETS_PER_ADDRESS": str(max(args.subscribers, 1000)),
     }
     os.environ.update(env)
     pairs = asyncio.run(seed(args.subscribers))

@@ -27,6 +27,7 @@ from resolvers.order import OrderMutation, OrderQuery
 from resolvers.strategy import StrategyMutation, StrategyQuery
 from resolvers.user import UserMutation, UserQuery, UserSubscription
 from schema.context import Context
+from schema.cost import CostLimit, CostMemo
 from schema.errors import ErrorFormatter
 from schema.extensions import CacheableRead, Metrics, MutationRateLimit
 from schema.scalars import DecimalScalar
@@ -79,6 +80,7 @@ def build_schema(settings: Settings) -> TradeGraphSchema:
         *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
     )
+    costs = CostMemo()
     # Factories: a fresh extension per operation. The parser and validation caches behind
     # ParserCache and ValidationCache are shared per maxsize, so they hit across requests.
     extensions: list[Any] = [
@@ -88,6 +90,7 @@ def build_schema(settings: Settings) -> TradeGraphSchema:
         lambda: ParserCache(maxsize=1024),
         lambda: AddValidationRules(list(rules)),
         lambda: ValidationCache(maxsize=1024),
+        lambda: CostLimit(max_cost=settings.max_query_cost, memo=costs),
         MutationRateLimit,
         CacheableRead,
     ]

@@ -117,12 +117,16 @@ class UserMutation:
 
     @strawberry.mutation(
         permission_classes=[IsAdmin],
-        description="Deactivate an account; its tokens stop working at once.",
+        description=(
+            "Deactivate an account: its tokens stop working and its open connections close at "
+            "once, its running and paused bots stop and its open orders are cancelled."
+        ),
     )
     async def deactivate_user(self, info: Info, id: strawberry.ID) -> UserType:
-        async with info.context.unit_of_work() as session:
+        ctx = info.context
+        async with ctx.unit_of_work() as session:
             user = await user_service.deactivate(
-                session, actor_id=info.context.user_id, user_id=parse_id(id)
+                session, ctx.settings, actor_id=ctx.user_id, user_id=parse_id(id)
             )
         return UserType.from_model(user)
 

@@ -49,7 +49,10 @@ class BotType:
     mode: BotMode
     allocated_capital: Decimal = strawberry.field(description="In the quote currency.")
     status: BotStatus
-    error_reason: str | None = strawberry.field(description="Why it stopped, when in ERROR.")
+    error_reason: str | None = strawberry.field(
+        description="Why it stopped: its fault when in ERROR, or why it was STOPPED for its "
+        "owner (the account was deactivated)."
+    )
     last_candle_at: datetime | None = strawberry.field(
         description="The open time of the last candle it evaluated."
     )

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from app import events, security
@@ -20,7 +20,9 @@ from app.ratelimit import RateLimiter
 from app.runtime import Runtime
 from app.user import auth, revocation
 from app.user.models import User
+from schema.event_reads import EventLoaders
 from schema.loaders import Loaders
+from schema.sockets import Slot
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Context:
     auth_error: DomainError | None = None
     connection_params: dict[str, Any] | None = None
     # A WebSocket connection keeps one context for all its operations; a DataLoader cached on
-    # it would serve stale rows to later events, so such contexts hand out fresh loaders.
+    # it would serve stale rows to later events, so such contexts hand out loaders per event.
     long_lived: bool = False
     _loaders: Loaders | None = field(default=None, repr=False)
     # Set when the answer may be kept by the response cache: the operation's metrics label.
@@ -45,7 +47,13 @@ class Context:
     close_connection: Callable[[int, str], Awaitable[None]] | None = field(default=None, repr=False)
     # On a WebSocket: the timer that closes it when the access token expires.
     expiry: asyncio.Task[None] | None = field(default=None, repr=False)
-    # An HTTP request's reads share one session (one pooled connection), one use at a time.
+    # On a WebSocket: its place in the process's counts of open connections (the view's).
+    socket_slot: Slot | None = field(default=None, repr=False)
+    # On a WebSocket: the loaders of each event its subscriptions handle (not copied by
+    # dataclasses.replace: a shared execution's context reads for itself).
+    _event_loaders: EventLoaders = field(default_factory=EventLoaders, init=False, repr=False)
+    # An HTTP request's reads share one session, one read at a time, each read holding a
+    # pooled connection only while it runs.
     _session: AsyncSession | None = field(default=None, repr=False)
     _turn: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -64,10 +72,11 @@ class Context:
 
     @property
     def loaders(self) -> Loaders:
-        """This request's loaders; on a WebSocket, new ones each time (take them once per event)."""
+        """This request's loaders; on a WebSocket, those of the event being handled, which the
+        connection's subscriptions share (schema/event_reads.py), else new ones each time."""
         symbols = self.runtime.symbols
         if self.long_lived:
-            return Loaders(self.read, symbols=symbols)
+            return self._event_loaders.current(lambda: Loaders(self.read, symbols=symbols))
         if self._loaders is None:
             self._loaders = Loaders(self.read, symbols=symbols)
         return self._loaders
@@ -89,10 +98,12 @@ class Context:
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reading; nothing it does is committed.
 
-        Over HTTP every read of the request (the sign-in, the root fields, each DataLoader
-        batch) takes turns on one session: one pooled connection instead of one per read. A
-        WebSocket connection lives too long to hold one, so its reads, in turns too, each get
-        their own.
+        Reads take turns, so a request (or a WebSocket connection) holds at most one pooled
+        connection for reading, and only while a read runs: between reads, and so during a
+        mutation's unit of work, it holds none. Were the sign-in's connection kept until the
+        answer, a unit of work would need a second one while holding the first, and a burst of
+        mutations as large as the pool would hold every connection, each waiting for another.
+        Over HTTP the reads share one session; a WebSocket connection's each get their own.
         """
         if self.long_lived:
             # One read at a time here too: however many subscriptions a connection holds, it
@@ -107,18 +118,18 @@ class Context:
             try:
                 yield session
             finally:
-                # What was read stays as read (detached), and the next read fetches afresh.
-                session.expunge_all()
-                if not _autocommit(session):
-                    # A transaction would pin its snapshot (SQLite): a later read of this
-                    # request must see what a mutation of the same request committed.
-                    await session.rollback()
+                # Gives the connection back (ending a transaction, whose snapshot a later read
+                # must not see: it must see what a mutation of the same request committed); what
+                # was read stays as read (detached), and the next read fetches afresh.
+                await session.close()
 
     async def aclose(self) -> None:
-        """Give back the request's read session (the view calls this when the answer is out)."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        """Close the request's read session (the view calls this when the answer is out), once
+        a read still running is done: each read gives its connection back as it ends."""
+        async with self._turn:
+            if self._session is not None:
+                session, self._session = self._session, None
+                await session.close()
 
     async def authenticate(self, token: str | None) -> None:
         """Resolve a bearer token into the current user, or remember why it is refused."""
@@ -156,13 +167,6 @@ class Context:
             self.user, self.auth_error = None, exc
             return False
         return True
-
-
-def _autocommit(session: AsyncSession) -> bool:
-    bind = session.bind
-    if not isinstance(bind, AsyncEngine):
-        return False  # a session on a given connection (tests) runs in that one's transaction
-    return bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 Info = StrawberryInfo[Context, None]

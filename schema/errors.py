@@ -20,7 +20,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
-from app import observability
+from app import availability, observability
 from app.errors import DomainError
 
 log = structlog.get_logger(__name__)
@@ -103,6 +103,9 @@ def format_error(
         if error.path is None:
             return _with_code(error, "GRAPHQL_VALIDATION_FAILED", literal_field(document, error))
         return _with_code(error, "BAD_REQUEST")
+    refused = availability.unavailable(original)
+    if refused is not None:
+        return _domain_error(error, refused)
     log.error(
         "graphql.unexpected_error",
         request_id=request_id,

@@ -27,6 +27,7 @@ from app.user.models import User
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 History = TypeVar("History", Order, Trade)
+Row = TypeVar("Row", Order, Trade, Position)
 Reader = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 # A bot's latest orders or trades: (bot id, how many).
 LatestKey = tuple[int, int]
@@ -56,6 +57,8 @@ class Loaders:
         self.user_by_id = self._by_id(User, User.id)
         self.symbol_by_id: DataLoader[int, SymbolView | None] = DataLoader(load_fn=self._symbols_of)
         self.order_by_id = self._by_id(Order, Order.id)
+        self.trade_by_id = self._by_id(Trade, Trade.id)
+        self.position_by_id = self._by_id(Position, Position.id)
         self.trades_by_order: DataLoader[int, list[Trade]] = DataLoader(
             load_fn=self._trades_by_order
         )
@@ -69,6 +72,15 @@ class Loaders:
         self.positions_by_bot: DataLoader[int, list[Position]] = DataLoader(
             load_fn=self._positions_by_bot
         )
+
+    def row_by_id(self, model: type[Row]) -> DataLoader[int, Row | None]:
+        """The loader of an order, trade or position by id (what a feed's event names)."""
+        loaders: dict[type[Any], DataLoader[int, Any]] = {
+            Order: self.order_by_id,
+            Trade: self.trade_by_id,
+            Position: self.position_by_id,
+        }
+        return loaders[model]
 
     def _read(self, query: Callable[[AsyncSession], Awaitable[T]]) -> Awaitable[T]:
         async def run() -> T:

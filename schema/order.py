@@ -53,6 +53,10 @@ Side = SideModel
 OrderStatus = OrderStatusModel
 TimeInForce = TimeInForceModel
 BotRef = Annotated["BotType", strawberry.lazy("schema.bot")]
+FEED_CURSOR = (
+    "Delivered by `{feed}`: where this update stands in the feed. Give it as `after` to "
+    "resume the feed after it (following a disconnection, say). Null elsewhere."
+)
 
 
 async def _bot(info: Info, bot_id: int | None) -> BotRef | None:
@@ -86,6 +90,9 @@ class OrderType:
     stored_stop_price: strawberry.Private[Decimal | None]
     stored_filled: strawberry.Private[Decimal]
     stored_remaining: strawberry.Private[Decimal]
+    feed_cursor: str | None = strawberry.field(
+        default=None, description=FEED_CURSOR.format(feed="orderUpdates")
+    )
 
     @strawberry.field(graphql_type=str)
     def symbol(self, info: Info) -> Shown[str]:
@@ -160,6 +167,9 @@ class TradeType:
     bot_id: strawberry.Private[int | None]
     stored_quantity: strawberry.Private[Decimal]
     stored_price: strawberry.Private[Decimal]
+    feed_cursor: str | None = strawberry.field(
+        default=None, description=FEED_CURSOR.format(feed="tradeExecutions")
+    )
 
     @strawberry.field(graphql_type=str)
     def symbol(self, info: Info) -> Shown[str]:
@@ -212,6 +222,9 @@ class PositionType:
     bot_id: strawberry.Private[int | None]
     stored_quantity: strawberry.Private[Decimal]
     stored_average_price: strawberry.Private[Decimal]
+    feed_cursor: str | None = strawberry.field(
+        default=None, description=FEED_CURSOR.format(feed="positionUpdates")
+    )
 
     @strawberry.field(graphql_type=str)
     def symbol(self, info: Info) -> Shown[str]:

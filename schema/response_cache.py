@@ -12,7 +12,9 @@ parsing, validating or executing anything.
 Kept: queries whose root fields are all in `CACHEABLE` (reads scoped to the signed-in user),
 answered without errors. Never for longer than `seconds`: a bound on staleness should a version
 ever fail to move (a publish lost with Redis down). While the versions cannot be read, every
-request is executed.
+request is executed; after a failed read the cache asks Redis again only `RETRY_SECONDS` later,
+so that while Redis is frozen one request in that time waits out the client's timeout
+(`TG_REDIS_TIMEOUT`) rather than every one.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import structlog
 from graphql import DocumentNode, FieldNode, OperationDefinitionNode
 
 from app.broker import Broker, BrokerUnavailable
+from app.observability import REDIS_RECONNECTS, REDIS_UNAVAILABLE
+
+log = structlog.get_logger(__name__)
 
 CACHEABLE = frozenset(
     {
@@ -40,6 +46,7 @@ CACHEABLE = frozenset(
     }
 )
 MAX_BODY = 256 * 1024
+RETRY_SECONDS = 2.0
 
 Key = tuple[int, str, str, bytes]  # user, login session, Accept, body
 
@@ -83,6 +90,8 @@ class ResponseCache:
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._max = entries
         self._seconds = seconds
+        # While the versions could not be read: when to ask Redis again (monotonic seconds).
+        self._retry_at: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -91,10 +100,21 @@ class ResponseCache:
     async def versions(self, user_id: int) -> tuple[int, ...] | None:
         """The versions an answer for `user_id` depends on; None when they cannot be read
         (Redis unreachable), and then nothing may be answered from, or kept in, the cache."""
-        try:
-            return await self._broker.versions(f"user:{user_id}", "market")
-        except BrokerUnavailable:
+        if self._retry_at is not None and time.monotonic() < self._retry_at:
             return None
+        try:
+            versions = await self._broker.versions(f"user:{user_id}", "market")
+        except BrokerUnavailable as exc:
+            if self._retry_at is None:
+                log.warning("response_cache.redis_unavailable", error=str(exc))
+                REDIS_UNAVAILABLE.labels("response_cache").inc()
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            return None
+        if self._retry_at is not None:
+            self._retry_at = None
+            log.info("response_cache.redis_back")
+            REDIS_RECONNECTS.labels("response_cache").inc()
+        return versions
 
     def get(self, key: Key, versions: tuple[int, ...]) -> Entry | None:
         entry = self._entries.get(key)

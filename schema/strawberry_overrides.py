@@ -12,11 +12,14 @@ does not promise to keep:
   4,300 digits) is malformed JSON, over HTTP and WebSocket alike; a request error has no `data`
   and, with `Accept: application/graphql-response+json`, a 400. Subclasses answer through the
   `serve_http` and `serve_websocket` hooks, `strawberry_run` being Strawberry's own handling.
-- The WebSocket handlers: a client that goes away mid-send is not an incident.
+- The WebSocket handlers: a client that goes away mid-send is not an incident, and
+  `on_ws_connect` may refuse a connection with a close code of its own (`ConnectionRefused`)
+  where Strawberry knows only 4403.
 - `StrawberrySchema`, the base of the schema (resolvers/root.py): no subscription through a
   one-off execution, errors raised before the operation hooks ran get their code, every
   streamed result is formatted, and the `route_stream` hook decides how a stream runs (shared
-  executions in resolvers/broadcast.py).
+  executions in resolvers/broadcast.py); `graphql_schema` is graphql-core's schema behind it
+  (Strawberry's `_schema`), which the cost limit walks (schema/cost.py).
 
 schema/wire.py also relies on what Strawberry hands `encode_json` (its WebSocket messages carry
 the result under `payload`).
@@ -36,7 +39,7 @@ from typing import Any
 
 import strawberry
 from cross_web import HTTPException
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSchema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -60,6 +63,16 @@ STRAWBERRY_VERSION = "0.341.2"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
+class ConnectionRefused(Exception):
+    """Raised by `on_ws_connect`: the connection closes with this code and reason (Strawberry's
+    own refusal, ConnectionRejectionError, always closes with 4403)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
 # A client that goes away while a message is on its way to it is not an incident: its
 # operations end quietly instead of logging a traceback each (a thousand of them, rendered,
 # once took half the server's time when a bench closed its subscribers).
@@ -68,11 +81,26 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if not isinstance(error, WebSocketDisconnected):
             await super().handle_task_exception(error)
 
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except ConnectionRefused as refused:
+            await self.websocket.close(code=refused.code, reason=refused.reason)
+
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     async def handle_async_results(self, *args: Any, **kwargs: Any) -> None:
         with contextlib.suppress(WebSocketDisconnected):
             await super().handle_async_results(*args, **kwargs)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except ConnectionRefused as refused:
+            await self.send_message(
+                {"type": "connection_error", "payload": {"message": refused.reason}}
+            )
+            await self.websocket.close(code=refused.code, reason=refused.reason)
 
 
 class _SubResponse(Response):
@@ -207,6 +235,12 @@ RunStream = Callable[[Any], Awaitable[Any]]
 
 
 class StrawberrySchema(strawberry.Schema):
+    @property
+    def graphql_schema(self) -> GraphQLSchema:
+        """graphql-core's schema behind this one (the cost limit walks its types)."""
+        built: GraphQLSchema = self._schema
+        return built
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

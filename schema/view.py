@@ -20,13 +20,19 @@ from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema.base import BaseSchema
 
-from app import observability, security
+from app import availability, observability, security
 from app.db import utcnow
-from app.errors import DomainError
+from app.errors import DomainError, ServiceUnavailable
 from app.runtime import Runtime
 from schema.context import Context, bearer_token
 from schema.response_cache import ResponseCache
-from schema.strawberry_overrides import GRAPHQL_RESPONSE, StrawberryView
+from schema.sockets import TOO_MANY_CONNECTIONS, OpenSockets
+from schema.strawberry_overrides import (
+    GRAPHQL_RESPONSE,
+    ConnectionRefused,
+    StrawberryView,
+    wants_graphql_response,
+)
 from schema.wire import encode
 
 __all__ = ["CACHE_HEADER", "GRAPHQL_RESPONSE", "STATIC", "GraphQLView"]
@@ -36,6 +42,9 @@ STATIC = Path(__file__).resolve().parent.parent / "app" / "static"
 
 
 TOKEN_EXPIRED = 4403  # the client refreshes its token (or signs in again) and reconnects
+# WebSocket's own "try again later": graphql-ws clients reconnect after it, as they would not
+# after most 44xx codes.
+TRY_AGAIN_LATER = 1013
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
@@ -65,6 +74,10 @@ class GraphQLView(StrawberryView):
             allowed_origins=settings.cors_origins,
         )
         self.runtime = runtime
+        self.sockets = OpenSockets(
+            per_user=settings.max_websockets_per_user,
+            per_address=settings.max_websockets_per_address,
+        )
         self.cache = ResponseCache(
             runtime.broker,
             entries=settings.response_cache_entries,
@@ -84,6 +97,14 @@ class GraphQLView(StrawberryView):
         request.state.graphql_context = context
         if isinstance(request, WebSocket):
             context.close_connection = partial(_close, request)
+            context.socket_slot = self.sockets.open(context.client_address)
+            if context.socket_slot is None:
+                observability.WEBSOCKET_REFUSALS.labels(cap="address").inc()
+                # Strawberry has accepted the connection already; closed before any message
+                # is read, its handler returns at once.
+                await _close(
+                    request, TOO_MANY_CONNECTIONS, "too many connections from this address"
+                )
         else:
             await context.authenticate(bearer_token(request.headers.get("authorization")))
         return context
@@ -91,9 +112,19 @@ class GraphQLView(StrawberryView):
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}
         token = bearer_token(params.get("Authorization") or params.get("authorization"))
-        await context.authenticate(token)
+        try:
+            await context.authenticate(token)
+        except Exception as exc:
+            refused = availability.unavailable(exc)
+            if refused is None:
+                raise
+            raise ConnectionRefused(TRY_AGAIN_LATER, refused.message) from exc
         if context.user is None or context.claims is None:
             raise ConnectionRejectionError({"message": "a valid access token is required"})
+        slot = context.socket_slot
+        if slot is not None and not slot.sign_in(context.user.id):
+            observability.WEBSOCKET_REFUSALS.labels(cap="user").inc()
+            raise ConnectionRefused(TOO_MANY_CONNECTIONS, "too many connections for this user")
         context.expiry = asyncio.create_task(_close_at_expiry(context, context.claims.expires_at))
         return None
 
@@ -102,6 +133,13 @@ class GraphQLView(StrawberryView):
             if self.cache.enabled and request.method == "POST":
                 return await self._run_cached(request)
             return await super().serve_http(request)
+        except Exception as exc:
+            # Failures inside an operation are its errors; this is what fails around it (the
+            # sign-in's read): the database or Redis could not serve, so nothing ran.
+            refused = availability.unavailable(exc)
+            if refused is None:
+                raise
+            return self._unavailable(request, refused)
         finally:
             # Gives back the request's read session.
             context = getattr(request.state, "graphql_context", None)
@@ -117,6 +155,8 @@ class GraphQLView(StrawberryView):
             context = getattr(websocket.state, "graphql_context", None)
             if context is not None and context.expiry is not None:
                 context.expiry.cancel()
+            if context is not None and context.socket_slot is not None:
+                context.socket_slot.close()
 
     async def _run_cached(self, request: Request) -> Response:
         """Answer a repeated read from the response cache, or run it and maybe keep it."""
@@ -153,6 +193,17 @@ class GraphQLView(StrawberryView):
                 operation=context.cacheable_as,
             )
         return response
+
+    def _unavailable(self, request: Request, refused: ServiceUnavailable) -> Response:
+        """503 with a GraphQL error body, as the load shedder answers (app/middleware.py)."""
+        observability.GRAPHQL_ERRORS.labels(code=refused.code).inc()
+        media_type = GRAPHQL_RESPONSE if wants_graphql_response(request) else "application/json"
+        return Response(
+            self.encode_json(availability.body(refused)),
+            status_code=503,
+            media_type=media_type,
+            headers={"Retry-After": str(refused.retry_after)},
+        )
 
     def _token_claims(self, request: Request) -> security.AccessClaims | None:
         token = bearer_token(request.headers.get("authorization"))

@@ -9,6 +9,7 @@ import pytest
 from starlette.applications import Starlette
 
 from app.main import create_app
+from app.readiness import Readiness
 from app.runtime import Runtime
 from tests.conftest import test_settings
 
@@ -28,6 +29,8 @@ async def migrated_sqlite(tmp_path: Path) -> str:
 
 async def _close(app: Starlette) -> None:
     runtime: Runtime = app.state.runtime
+    readiness: Readiness = app.state.readiness
+    await readiness.aclose()
     await runtime.aclose()
 
 
@@ -37,7 +40,10 @@ async def test_health_ready_and_metrics(migrated_sqlite: str) -> None:
         assert (await client.get("/health")).json() == {"status": "ok"}
         ready = await client.get("/ready")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ok", "checks": {"database": "ok"}}
+        body = ready.json()
+        assert (body["status"], body["checks"]) == ("ok", {"database": "ok"})
+        # How busy the requests' pool is, shown beside the checks (not one of them).
+        assert body["pool"]["inUse"] == 0
         await client.post("/graphql", json={"query": "query Probe { me { id } }"})
         metrics = (await client.get("/metrics")).text
         assert 'tradegraph_graphql_requests_total{operation="Probe",type="query"}' in metrics

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
+from app import redis_options
 from app.jobs import JobInfo, JobState
 
 _STATES = {
@@ -18,14 +18,30 @@ _STATES = {
 }
 
 
+def arq_redis(redis_url: str, *, timeout: float) -> ArqRedis:
+    """ARQ's client with the project's timeouts and retry (app/redis_options.py).
+
+    Built here rather than by `arq.create_pool`, which sets no read timeout (a frozen Redis
+    would hold every call until the kernel gives up on the socket) and pings at once, retrying
+    `conn_retries` times and then raising, so that a process started while Redis is away would
+    not start at all. This client connects on first use instead, and each call fails within
+    `timeout` while Redis is unreachable.
+    """
+    client: ArqRedis = ArqRedis.from_url(redis_url, **redis_options.client_options(timeout))
+    return client
+
+
 class ArqQueue:
     def __init__(self, pool: ArqRedis, *, owns_pool: bool = True) -> None:
         self.pool = pool
         self._owns_pool = owns_pool
 
     @classmethod
-    async def connect(cls, redis_url: str) -> ArqQueue:
-        return cls(await create_pool(RedisSettings.from_dsn(redis_url)))
+    async def connect(
+        cls, redis_url: str, *, redis_timeout: float = redis_options.DEFAULT_TIMEOUT
+    ) -> ArqQueue:
+        """The queue over a new client; it connects on first use (see `arq_redis`)."""
+        return cls(arq_redis(redis_url, timeout=redis_timeout))
 
     async def enqueue(
         self, function: str, *, job_id: str | None = None, **kwargs: Any

@@ -1,4 +1,8 @@
-"""Reading bots: one owner's, the ones a closed candle concerns, and what a bot holds."""
+"""Reading bots: one owner's, the ones a closed candle concerns, and what a bot holds.
+
+A bot reads its owner's account status (`users.is_active`); the user domain stops bots through
+the bot service, and never the other way round.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from app.market.models import Timeframe
 from app.order import service as order_service
 from app.order.models import ZERO, Position
 from app.pagination import Page, paginate
+from app.user.models import User
 
 
 async def locked(session: AsyncSession, bot_id: int) -> Bot | None:
@@ -49,15 +54,36 @@ async def list_bots(
 
 
 async def running_bots(session: AsyncSession, *, symbol_id: int, timeframe: Timeframe) -> list[int]:
-    """The ids of the bots that evaluate the candles of this series."""
+    """The ids of the bots that evaluate the candles of this series (of active owners only)."""
     query = (
         select(Bot.id)
+        .join(User, User.id == Bot.owner_id)
         .where(
             Bot.symbol_id == symbol_id,
             Bot.timeframe == timeframe,
             Bot.status == BotStatus.RUNNING,
+            User.is_active.is_(True),
         )
         .order_by(Bot.id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def owner_is_active(session: AsyncSession, bot: Bot) -> bool:
+    active = await session.scalar(select(User.is_active).where(User.id == bot.owner_id))
+    return bool(active)
+
+
+async def all_owned_for_update(session: AsyncSession, *, owner_id: int) -> list[Bot]:
+    """Every bot of the owner, read afresh and locked in id order (the order every path that
+    locks several bots takes, so two of them cannot deadlock)."""
+    await session.flush()
+    query = (
+        select(Bot)
+        .where(Bot.owner_id == owner_id)
+        .order_by(Bot.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     return list((await session.scalars(query)).all())
 

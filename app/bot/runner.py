@@ -12,6 +12,10 @@ symbol's minimum order value is not placed.
 
 Orders go through the order service like a user's, with the bot's id and a client order id
 made of the bot, timeframe and candle: placing it twice returns the first order.
+
+Faults: `tick` tells the bot's own (its strategy raised, its configuration is invalid, its
+order was refused), which put it in ERROR, from the infrastructure's (app/faults.py), which are
+nobody's and are retried by the caller.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import enum
 from datetime import datetime
 from decimal import Decimal
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import events, faults
 from app.bot import lifecycle, queries
 from app.bot.models import Bot, BotStatus
 from app.config import Settings
-from app.errors import Conflict
+from app.errors import Conflict, DomainError
 from app.market import service as market_service
 from app.market.bars import as_utc
 from app.market.models import Candle, Symbol
@@ -38,12 +44,15 @@ from app.strategy import service as strategy_service
 from app.strategy import signals
 from app.strategy.models import Strategy
 
+log = structlog.get_logger(__name__)
+
 
 class Outcome(enum.StrEnum):
-    SKIPPED = "skipped"  # not running, already evaluated, or no such candle
+    SKIPPED = "skipped"  # not running, its owner deactivated, already evaluated, or no candle
     HELD = "held"
     BOUGHT = "bought"
     SOLD = "sold"
+    FAILED = "error"  # a fault of the bot's own: it is in ERROR now, with the reason
 
 
 def client_order_id(bot: Bot, candle_open_time: datetime) -> str:
@@ -136,6 +145,9 @@ async def evaluate(
     bot = await queries.locked(session, bot_id)
     if bot is None or bot.status is not BotStatus.RUNNING:
         return Outcome.SKIPPED
+    # Deactivation stops the owner's bots; a bot that is running all the same trades nothing.
+    if not await queries.owner_is_active(session, bot):
+        return Outcome.SKIPPED
     if bot.last_candle_at is not None and bot.last_candle_at >= candle:
         return Outcome.SKIPPED
     strategy = await session.get(Strategy, bot.strategy_id)
@@ -156,3 +168,46 @@ async def evaluate(
     if signal == signals.FLAT:
         return await _exit(session, settings, bot, candle)
     return Outcome.HELD
+
+
+async def tick(
+    session: AsyncSession, settings: Settings, *, bot_id: int, candle_open_time: datetime
+) -> Outcome:
+    """`evaluate`, and put the bot in ERROR when it fails by a fault of its own, in the same
+    transaction.
+
+    The evaluation runs in a savepoint. A fault of the bot's own undoes what it did (and the
+    events it recorded), except what its error keeps (a rejected order stays, and its candle
+    counts as evaluated), and fails the bot with the reason: the failure commits with its
+    cause or not at all, so a bot is never left RUNNING past a failure that was recorded, nor
+    in ERROR for work that was undone. An infrastructure fault is not the bot's: it propagates,
+    the caller's transaction rolls back whole and the caller tries the tick again.
+    """
+    recorded = len(events.pending(session))
+    savepoint = await session.begin_nested()
+    try:
+        outcome = await evaluate(
+            session, settings, bot_id=bot_id, candle_open_time=candle_open_time
+        )
+    except Exception as exc:
+        if faults.infrastructure_kind(exc) is not None:
+            raise
+        if isinstance(exc, DomainError) and exc.keep_changes:
+            await savepoint.commit()
+        else:
+            await savepoint.rollback()
+            del events.pending(session)[recorded:]
+        failed = await lifecycle.fail(session, bot_id=bot_id, reason=_reason(exc, bot_id=bot_id))
+        # A bot paused or stopped meanwhile keeps that state (`lifecycle.fail`).
+        failing = failed is not None and failed.status is BotStatus.ERROR
+        return Outcome.FAILED if failing else Outcome.SKIPPED
+    await savepoint.commit()
+    return outcome
+
+
+def _reason(exc: Exception, *, bot_id: int) -> str:
+    if isinstance(exc, DomainError):
+        log.info("bot.failed", bot_id=bot_id, reason=exc.message)
+        return exc.message
+    log.error("bot.crashed", bot_id=bot_id, exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"

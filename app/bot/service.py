@@ -24,6 +24,7 @@ from app.bot.lifecycle import pause as pause
 from app.bot.lifecycle import record_change
 from app.bot.lifecycle import start as start
 from app.bot.lifecycle import stop as stop
+from app.bot.lifecycle import stop_all as stop_all
 from app.bot.models import Bot, BotMode, BotStatus
 from app.bot.queries import get_owned as get_owned
 from app.bot.queries import holding as holding

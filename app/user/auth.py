@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.errors import Unauthenticated
 from app.ratelimit import RateLimiter
-from app.user import revocation
+from app.user import login_limits, revocation
 from app.user.models import RefreshToken, User
 
 WRONG_CREDENTIALS = "invalid email or password"
@@ -43,18 +43,20 @@ async def check_credentials(
     password: str,
     address: str,
 ) -> User:
-    """The active user with these credentials; failures count per email and per address.
+    """The active user with these credentials.
 
-    Only reads: the slow hash comparison happens outside any write transaction.
+    The attempt is counted (or refused) before anything is read or hashed: counted after the
+    slow hash, a burst of guesses sent at once would all be checked before the first counted
+    (app/user/login_limits.py). Only reads: the hash comparison happens outside any write
+    transaction.
     """
     email_key = email.strip().lower()
-    keys = (f"login:email:{email_key}", f"login:addr:{address}")
-    await limiter.check(settings.login_rate_limit, *keys)
+    await login_limits.admit(limiter, settings, email=email_key, address=address)
     user = await session.scalar(select(User).where(User.email == email_key))
     valid = await security.verify_password_async(user.password_hash if user else None, password)
     if user is None or not valid or not user.is_active:
-        await limiter.hit(settings.login_rate_limit, *keys)
         raise Unauthenticated(WRONG_CREDENTIALS)
+    await login_limits.succeeded(limiter, settings, email=email_key, address=address)
     return user
 
 

@@ -8,14 +8,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events, security
+from app.bot import service as bot_service
+from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound
+from app.order import service as order_service
 from app.pagination import Page, paginate
-from app.user import auth
+from app.user import auth, revocation
 from app.user.models import Role, User
 from app.validation import EMAIL, check_length
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
+DEACTIVATED = "stopped: the owner's account was deactivated"
 
 
 def _changed(session: AsyncSession, user: User) -> None:
@@ -125,14 +129,22 @@ async def set_role(session: AsyncSession, *, actor_id: int, user_id: int, role: 
     return user
 
 
-async def deactivate(session: AsyncSession, *, actor_id: int, user_id: int) -> User:
-    """Deactivation is immediate: every request and open connection re-checks `is_active`,
-    and sessions are revoked."""
+async def deactivate(
+    session: AsyncSession, settings: Settings, *, actor_id: int, user_id: int
+) -> User:
+    """Deactivation is immediate and reaches everything, in this one transaction: the user's
+    running and paused bots stop (with the reason) and every open order of theirs is
+    cancelled; their sessions are revoked, so every request refuses their tokens, and the
+    revocation is announced, so their open connections ask again and close (4403)."""
     if actor_id == user_id:
         raise Conflict("admins cannot deactivate themselves", field="id")
     user = await get(session, user_id=user_id)
+    # Bots first: the lock order is bot -> account -> orders -> positions.
+    await bot_service.stop_all(session, settings, owner_id=user.id, reason=DEACTIVATED)
+    await order_service.cancel_all_orders(session, settings, owner_id=user.id)
     user.is_active = False
     await auth.revoke_sessions(session, user_id=user.id, keep_family=None)
+    revocation.announce(session, user_id=user.id)
     _changed(session, user)
     await session.flush()
     return user

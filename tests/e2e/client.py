@@ -74,8 +74,9 @@ def assert_clean(response: httpx.Response) -> None:
 
 
 class GraphQLClient:
-    """Posts documents to /graphql the way a bot would; uvicorn trusts X-Forwarded-For from
-    127.0.0.1, so each client appears to come from an address of its own."""
+    """Posts documents to /graphql the way a bot would; the test servers trust X-Forwarded-For
+    from 127.0.0.1 (TG_TRUSTED_PROXIES), so each client appears to come from an address of its
+    own."""
 
     def __init__(self, http: httpx.AsyncClient, *, address: str | None = None) -> None:
         self.http = http

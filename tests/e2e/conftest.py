@@ -37,7 +37,7 @@ async def embedded_server(
         redis_url=None,
         overrides=server_overrides,
     )
-    await migrate(env, workdir)
+    await migrate(env, workdir, cli=True)
     server = await launch(env, mode="embedded", workdir=workdir)
     yield server
     await server.stop()

@@ -16,10 +16,14 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import update
 
 from app import security
-from app.db import utcnow
+from app.db import make_engine, make_session_factory, utcnow
+from app.events import user_channel
+from app.outbox.models import OutboxEvent
 from tests.conftest import REDIS_URL, kill_pubsub_connections, test_settings
+from tests.e2e import resume
 from tests.e2e.client import GraphQLClient
 from tests.e2e.server import Server
 from tests.e2e.test_websocket import (
@@ -289,13 +293,62 @@ async def test_feeds_go_on_after_redis_drops_the_connection(production_server: S
         assert (await _update_for(ws, placed))["status"] == "OPEN"
 
 
-async def test_a_feed_that_missed_events_while_redis_was_away_is_closed(
+async def test_a_feed_that_missed_events_while_redis_was_away_reads_them_from_the_outbox(
     production_server: Server,
 ) -> None:
     async with order_feed(production_server, production_server) as (api, token, ws):
         await _update_for(ws, await _live(ws, api, token))
         await _kill_pubsub_connections()
-        # Placed while the server waits to reconnect (half a second): its update is lost.
-        await api.data(RESTING, token=token)
-        _, code = await until_closed(ws)
-    assert code == 4002
+        # Placed while the server waits to reconnect (half a second): pub/sub loses its
+        # update, and the feed, back, finds it in the outbox; then the next one, live.
+        lost = (await api.data(RESTING, token=token))["placeOrder"]["id"]
+        assert (await _next(ws))[1]["id"] == lost
+        later = (await api.data(RESTING, token=token))["placeOrder"]["id"]
+        assert (await _next(ws))[1]["id"] == later
+
+
+async def test_a_resumed_feed_gets_exactly_what_it_missed_in_order_then_live_updates(
+    server: Server, api: GraphQLClient
+) -> None:
+    _, tokens = await api.signed_up()
+    async with open_socket(server, TRANSPORT_WS, bearer(tokens)) as ws:
+        await resume.subscribe(ws)
+        last = await resume.live(ws, api, tokens.access)
+    # Disconnected: three orders are placed meanwhile.
+    missed = [await resume.place_resting(api, tokens.access) for _ in range(3)]
+    async with open_socket(server, TRANSPORT_WS, bearer(tokens)) as ws:
+        await resume.subscribe(ws, after=last["feedCursor"])
+        replayed = [await resume.next_update(ws) for _ in missed]
+        latest = await resume.place_resting(api, tokens.access)
+        following = await resume.next_update(ws)
+    seen = resume.cursor_number(last["feedCursor"])
+    assert [(u["id"], u["status"]) for u in replayed] == [(id, "OPEN") for id in missed]
+    numbers = [resume.cursor_number(u["feedCursor"]) for u in replayed]
+    assert numbers == [seen + 1, seen + 2, seen + 3]
+    # Live from there on: no event twice, none skipped.
+    assert (following["id"], resume.cursor_number(following["feedCursor"])) == (latest, seen + 4)
+
+
+async def test_a_resume_past_the_retention_window_closes_with_4002(
+    server: Server, api: GraphQLClient
+) -> None:
+    account, tokens = await api.signed_up()
+    await resume.place_resting(api, tokens.access)
+    # The order was placed two hours ago, as far as the outbox knows (its window is one hour).
+    channel = user_channel(int(account.id), "orders")
+    two_hours_ago = utcnow() - timedelta(hours=2)
+    engine = make_engine(server.env["TG_DATABASE_URL"])
+    try:
+        async with make_session_factory(engine)() as session:
+            await session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.channel == channel)
+                .values(created_at=two_hours_ago)
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+    async with open_socket(server, TRANSPORT_WS, bearer(tokens)) as ws:
+        await resume.subscribe(ws, after="orders:0")  # from the feed's very first event
+        messages, code = await until_closed(ws)
+    assert (code, messages) == (4002, [])

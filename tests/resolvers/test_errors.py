@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
+from app.broker import MemoryBroker
 from app.db import make_engine, make_session_factory
+from app.ratelimit import make_rate_limiter
 from app.runtime import Runtime
-from app.user.models import Role
+from app.user.models import Role, User
 from resolvers.root import TradeGraphSchema, build_schema
 from schema.context import Context
 from tests.conftest import test_settings
@@ -63,3 +67,39 @@ async def test_validation_and_parse_errors_get_codes(
         context_value=context,
     )
     assert error_codes(variables) == ["BAD_USER_INPUT"]
+
+
+async def test_a_database_that_cannot_serve_in_time_answers_service_unavailable(
+    schema: TradeGraphSchema, postgres_url: str
+) -> None:
+    """No pooled connection comes free within the pool timeout: the field's error says so, and
+    when to retry, instead of waiting on or failing as an internal error."""
+    engine = make_engine(postgres_url, pool_size=1, pool_timeout=0.05)
+    broker = MemoryBroker()
+    starved = Runtime(
+        settings=test_settings(),
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        read_session_factory=make_session_factory(engine, read_only=True),
+        broker=broker,
+        limiter=make_rate_limiter(None),
+    )
+    trader = User(id=1, email="t@example.com", display_name="T", role=Role.USER)
+    context = Context(runtime=starved, request_id="r", client_address="x", user=trader)
+    timeouts = REGISTRY.get_sample_value("tradegraph_db_pool_timeouts_total") or 0.0
+    try:
+        async with engine.connect() as held:
+            await held.execute(text("SELECT 1"))  # the pool's one connection, taken
+            result = await schema.execute("{ symbols { name } }", context_value=context)
+        assert result.errors is not None
+        [error] = result.errors
+        assert error.extensions == {"code": "SERVICE_UNAVAILABLE", "retryAfter": 1}
+        assert error.path == ["symbols"]
+        assert REGISTRY.get_sample_value("tradegraph_db_pool_timeouts_total") == timeouts + 1
+        # Once a connection is free, the same request is served.
+        again = await schema.execute("{ symbols { name } }", context_value=context)
+        assert again.errors is None
+    finally:
+        await context.aclose()
+        await broker.aclose()
+        await engine.dispose()

@@ -74,7 +74,7 @@ async def test_wrong_credentials_do_not_say_which_part(gql: Execute, session: As
     assert wrong_password.errors[0].message == unknown_email.errors[0].message
 
 
-async def test_failed_logins_are_rate_limited_per_email(
+async def test_logins_at_one_email_from_one_address_are_rate_limited(
     gql: Execute, session: AsyncSession
 ) -> None:
     user = await make_user(session)

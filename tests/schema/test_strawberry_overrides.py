@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import GraphQLSchema
 from strawberry.asgi import GraphQL
 from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.http.base import BaseView
@@ -28,7 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from app.main import create_app
-from resolvers.root import TradeGraphSchema
+from resolvers.root import TradeGraphSchema, build_schema
 from schema import strawberry_overrides
 from schema.strawberry_overrides import (
     LegacyWSHandler,
@@ -52,6 +53,8 @@ RELIED_ON: dict[tuple[type, str], tuple[list[str], str | None]] = {
     (AsyncBaseHTTPView, "process_result"): (["self", "request", "result"], OVERRIDES),
     (GraphQL, "create_response"): (["self", "response_data", "sub_response"], OVERRIDES),
     (BaseGraphQLTransportWSHandler, "handle_task_exception"): (["self", "error"], OVERRIDES),
+    (BaseGraphQLTransportWSHandler, "handle_connection_init"): (["self", "message"], OVERRIDES),
+    (BaseGraphQLWSHandler, "handle_connection_init"): (["self", "message"], OVERRIDES),
     (BaseGraphQLWSHandler, "handle_async_results"): (
         ["self", "operation_id", "query", "operation_name", "variables"],
         OVERRIDES,
@@ -169,6 +172,21 @@ def test_what_we_override_or_call_keeps_its_parameters(cls: type, name: str) -> 
     assert name in vars(cls), f"{cls.__qualname__}.{name} is gone"
     parameters = list(inspect.signature(method).parameters)
     assert parameters == RELIED_ON[(cls, name)][0]
+
+
+def test_the_handlers_call_on_ws_connect_outside_what_they_catch() -> None:
+    """ConnectionRefused, raised by on_ws_connect, must reach our handlers' override."""
+    for handler in (BaseGraphQLTransportWSHandler, BaseGraphQLWSHandler):
+        source = inspect.getsource(handler.handle_connection_init)
+        assert "await self.view.on_ws_connect(self.context)" in source
+        assert "except ConnectionRejectionError" in source
+        assert "except Exception" not in source
+
+
+def test_the_schema_keeps_graphql_cores_schema_where_we_read_it() -> None:
+    schema = build_schema(test_settings())
+    assert isinstance(vars(schema)["_schema"], GraphQLSchema)
+    assert schema.graphql_schema.query_type is not None
 
 
 def test_the_view_still_uses_the_handler_classes_we_set() -> None:

@@ -66,9 +66,9 @@ START_PRICE = Decimal(100)
 LOWEST_PRICE = Decimal(1)
 CANDLE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 
-# About 30 s a database here. CI replays the same sequences every run.
+# About 15 s a database here. CI replays the same sequences every run.
 RUN = run_with(
-    max_examples=50,
+    max_examples=30,
     stateful_step_count=30,
     deadline=None,
     derandomize=os.environ.get("CI", "").lower() == "true",

@@ -7,13 +7,14 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events, security
-from app.broker import NUMBER_KEY, Broker, MemoryBroker, RedisBroker, Sequencer
+from app.broker import Broker, MemoryBroker, RedisBroker, Sequencer
 from app.config import Settings
 from app.errors import Unauthenticated
+from app.outbox import relay as outbox_relay
+from app.outbox import store as outbox_store
 from app.user import auth, revocation
 from app.user.models import User
 from tests.factories import make_user
@@ -53,9 +54,9 @@ async def _sign_in(
 
 
 async def _committed(session: AsyncSession, broker: Broker) -> None:
-    """What the unit of work does once it commits: publish what was recorded."""
+    """What the unit of work does as it commits: store what was recorded, then publish it."""
     pending = events.pending(session)
-    await events.publish_all(broker, pending)
+    await outbox_relay.publish(broker, await outbox_store.write(session, pending))
     pending.clear()
 
 
@@ -155,7 +156,6 @@ async def test_a_failing_question_is_asked_again() -> None:
 
 async def test_announcements_lost_on_the_way_mean_subscribing_afresh(redis_url: str) -> None:
     broker = RedisBroker(redis_url)
-    client = aioredis.Redis.from_url(redis_url)
     asks: asyncio.Queue[None] = asyncio.Queue()
 
     async def still_open() -> bool:
@@ -168,17 +168,15 @@ async def test_announcements_lost_on_the_way_mean_subscribing_afresh(redis_url: 
     )
     try:
         await asyncio.wait_for(asks.get(), WAIT)
-        # An announcement published while this process was not listening: the next one's
-        # number reveals the gap.
-        await client.incr(NUMBER_KEY.format(channel))
-        await broker.publish(channel, "after the gap")
+        # Announcement 1 was published while this process was not listening: the number of
+        # the next one reveals the gap.
+        await broker.publish(channel, "after the gap", number=2)
         await asyncio.wait_for(asks.get(), WAIT)
         # Subscribed afresh, so later announcements are heard again.
-        await broker.publish(channel, "later")
+        await broker.publish(channel, "later", number=3)
         await asyncio.wait_for(asks.get(), WAIT)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await broker.aclose()
-        await client.aclose()

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import security
+from app.config import Settings
 from app.errors import Conflict, InvalidInput, Unauthenticated
 from app.user import auth
 from app.user import service as user_service
@@ -73,12 +74,14 @@ async def test_change_password_checks_current_and_revokes_other_sessions(
         await auth.refresh(session, settings, token=other.refresh_token)
 
 
-async def test_admin_cannot_demote_or_deactivate_self(session: AsyncSession) -> None:
+async def test_admin_cannot_demote_or_deactivate_self(
+    session: AsyncSession, settings: Settings
+) -> None:
     admin = await make_user(session, role=Role.ADMIN)
     with pytest.raises(Conflict):
         await user_service.set_role(session, actor_id=admin.id, user_id=admin.id, role=Role.USER)
     with pytest.raises(Conflict):
-        await user_service.deactivate(session, actor_id=admin.id, user_id=admin.id)
+        await user_service.deactivate(session, settings, actor_id=admin.id, user_id=admin.id)
 
 
 async def test_list_users_pages_with_cursors(session: AsyncSession) -> None:

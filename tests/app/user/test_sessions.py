@@ -97,7 +97,7 @@ async def test_deactivation_ends_every_session(session: AsyncSession, settings: 
     user = await make_user(session)
     sessions = [(await _sign_in(session, settings, user))[1] for _ in range(2)]
 
-    await user_service.deactivate(session, actor_id=admin.id, user_id=user.id)
+    await user_service.deactivate(session, settings, actor_id=admin.id, user_id=user.id)
 
     for claims in sessions:
         assert await _refused(session, claims)
@@ -156,7 +156,7 @@ async def _new_password(session: AsyncSession, settings: Settings, user: User) -
 
 async def _deactivate(session: AsyncSession, settings: Settings, user: User) -> object:
     admin = await make_user(session, role=Role.ADMIN)
-    return await user_service.deactivate(session, actor_id=admin.id, user_id=user.id)
+    return await user_service.deactivate(session, settings, actor_id=admin.id, user_id=user.id)
 
 
 @pytest.mark.parametrize(
