@@ -101,7 +101,7 @@ async def test_without_redis_limits_hold_in_memory_and_come_back(
         assert degraded_gauge() == gauge + 1
         assert outages() == outages_before + 1  # once for the outage, not once per call
 
-        private_redis.start()
+        await asyncio.to_thread(private_redis.start)  # it polls with time.sleep
         await limiter.consume("3/minute", "k")
         assert not limiter.degraded
         assert degraded_gauge() == gauge
